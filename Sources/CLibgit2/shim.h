@@ -1,0 +1,35 @@
+#ifndef CHATSYNC_LIBGIT2_SHIM_H
+#define CHATSYNC_LIBGIT2_SHIM_H
+
+#define GIT_DEPRECATE_HARD 1
+#include <git2.h>
+#include <git2/sys/mempack.h>
+#include <git2/sys/odb_backend.h>
+#include <git2/sys/repository.h>
+
+/* git_libgit2_opts is variadic and does not import into Swift: one wrapper per option. */
+static inline int chatsync_git_set_fsync(int enabled) {
+    return git_libgit2_opts(GIT_OPT_ENABLE_FSYNC_GITDIR, enabled);
+}
+static inline int chatsync_git_set_owner_validation(int enabled) {
+    return git_libgit2_opts(GIT_OPT_SET_OWNER_VALIDATION, enabled);
+}
+static inline int chatsync_git_set_strict_object_creation(int enabled) {
+    return git_libgit2_opts(GIT_OPT_ENABLE_STRICT_OBJECT_CREATION, enabled);
+}
+static inline int chatsync_git_set_cache_max_size(long long bytes) {
+    return git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)bytes);
+}
+
+/* Call the function pointers of a git_odb_writepack (Swift cannot call them through the struct easily). */
+static inline int chatsync_writepack_append(git_odb_writepack *wp, const void *data, size_t size, git_indexer_progress *stats) {
+    return wp->append(wp, data, size, stats);
+}
+static inline int chatsync_writepack_commit(git_odb_writepack *wp, git_indexer_progress *stats) {
+    return wp->commit(wp, stats);
+}
+static inline void chatsync_writepack_free(git_odb_writepack *wp) {
+    wp->free(wp);
+}
+
+#endif

@@ -1,0 +1,27 @@
+import Foundation
+import GitKit
+
+/// Keeps the object database small and quick to read. Every batch of changes adds one small
+/// pack; packs are merged geometrically (each kept pack at least twice the size of all smaller
+/// ones together), so the number of packs stays logarithmic in the store's size and every
+/// object is rewritten only a logarithmic number of times.
+enum Compaction {
+    /// Merges the small packs when there are more than `maxPacks`. Returns whether it merged.
+    @discardableResult
+    static func consolidateSmallPacks(repo: Repository, maxPacks: Int) throws -> Bool {
+        let packs = repo.packFiles().filter { !$0.isKept }.sorted { $0.objectCount < $1.objectCount }
+        guard packs.count > maxPacks else { return false }
+        var merge: [PackFile] = []
+        var sum = 0
+        for p in packs {
+            if merge.count < 2 || p.objectCount <= 2 * sum {
+                merge.append(p)
+                sum += p.objectCount
+            } else {
+                break
+            }
+        }
+        try repo.mergePacks(merge)
+        return true
+    }
+}

@@ -1,0 +1,193 @@
+import Foundation
+import GitKit
+
+/// Read access to the documents of one state of the store: a commit (`Snapshot`) or a change
+/// being built on top of one (`Transaction`). The services read through it, so the same rule
+/// reads the same way whether it answers a query or checks a change.
+public protocol DocumentReader: AnyObject {
+    /// The bytes at a path, or nil if there is no file there.
+    func data(at path: String) throws -> Data?
+    /// Every file path below a folder (recursively), in no particular order.
+    func files(under dir: String) throws -> [String]
+    /// The names directly inside a folder (files and folders).
+    func names(in dir: String) throws -> [String]
+    var decoder: JSONDecoder { get }
+}
+
+extension DocumentReader {
+    /// The document at a path, or nil. A file that does not decode is a damaged store, named by path.
+    public func document<D: Document>(_ type: D.Type, at path: String) throws -> D? {
+        guard let data = try data(at: path) else { return nil }
+        do {
+            return try decoder.decode(type, from: data)
+        } catch {
+            throw ChatSyncError.badStore("\(path) is not a valid \(D.kind.rawValue) document: \(describeDecodingError(error))")
+        }
+    }
+
+    /// The document at a path; `notFound` naming its kind and id when absent.
+    public func require<D: Document>(_ type: D.Type, at path: String, id: String) throws -> D {
+        guard let d = try document(type, at: path) else { throw ChatSyncError.notFound(kind: D.kind.rawValue, id: id) }
+        return d
+    }
+
+    public func exists(_ path: String) throws -> Bool { try data(at: path) != nil }
+
+    /// Every document of a type stored as `<dir>/<shard>/<id>.json` (sessions, assets).
+    public func shardedDocuments<D: Document>(_ type: D.Type, in dir: String) throws -> [D] {
+        var result: [D] = []
+        for path in try files(under: dir) where path.hasSuffix(".json") {
+            if let d = try document(type, at: path) { result.append(d) }
+        }
+        return result
+    }
+}
+
+/// One commit's state of the store, read through one libgit2 handle.
+public final class Snapshot: DocumentReader {
+    let repo: Repository
+    /// The commit, or nil when the branch has no commit yet.
+    public let commit: OID?
+    /// The commit's tree.
+    public let tree: OID
+    public let decoder = DocumentCoding.makeDecoder()
+
+    init(repo: Repository, commit: OID?, tree: OID) {
+        self.repo = repo; self.commit = commit; self.tree = tree
+    }
+
+    public func data(at path: String) throws -> Data? {
+        guard let e = try repo.entry(in: tree, path: path), e.kind == .blob else { return nil }
+        return try repo.readBlob(e.oid)
+    }
+
+    /// The id of the tree or blob at a path, or nil.
+    public func oid(at path: String) throws -> OID? {
+        try repo.entry(in: tree, path: path)?.oid
+    }
+
+    public func names(in dir: String) throws -> [String] {
+        guard let e = try repo.entry(in: tree, path: dir), e.kind == .tree else { return [] }
+        return try repo.entries(of: e.oid).map(\.name)
+    }
+
+    public func files(under dir: String) throws -> [String] {
+        guard let e = try repo.entry(in: tree, path: dir), e.kind == .tree else { return [] }
+        var out: [String] = []
+        try collect(e.oid, prefix: dir, into: &out)
+        return out
+    }
+
+    /// Every blob below a tree, with its path.
+    func blobs(under treeOID: OID, prefix: String) throws -> [(path: String, oid: OID)] {
+        var out: [(String, OID)] = []
+        func walk(_ t: OID, _ p: String) throws {
+            for e in try repo.entries(of: t) {
+                let path = p.isEmpty ? e.name : p + "/" + e.name
+                switch e.kind {
+                case .tree: try walk(e.oid, path)
+                case .blob: out.append((path, e.oid))
+                case .other: break
+                }
+            }
+        }
+        try walk(treeOID, prefix)
+        return out
+    }
+
+    private func collect(_ t: OID, prefix: String, into out: inout [String]) throws {
+        for e in try repo.entries(of: t) {
+            let path = prefix + "/" + e.name
+            if e.kind == .tree { try collect(e.oid, prefix: path, into: &out) } else if e.kind == .blob { out.append(path) }
+        }
+    }
+}
+
+/// A change being built on top of a snapshot: writes are kept in memory and read back by
+/// later reads of the same change; the writer turns them into one commit.
+public final class Transaction: DocumentReader {
+    public let base: Snapshot
+    /// Path → new bytes, or nil for a deletion.
+    private(set) var pending: [String: Data?] = [:]
+    /// Folders removed whole (a chat with its messages, a mission with its hops).
+    private(set) var removedDirs: [String] = []
+    /// The commit message; the change must set it.
+    public var message = ""
+    /// The clock of this change: one reading, so that every timestamp of a change is the same.
+    public let now: Timestamp
+    /// Facts about chats' messages after this change, handed to the writer's cache.
+    var summaries: [String: ChatSummary] = [:]
+    var summaryCache: SummaryCache?
+    let limits: DocumentLimits
+
+    public var decoder: JSONDecoder { base.decoder }
+
+    init(base: Snapshot, now: Timestamp, limits: DocumentLimits) {
+        self.base = base; self.now = now; self.limits = limits
+    }
+
+    public var isEmpty: Bool { pending.isEmpty && removedDirs.isEmpty }
+
+    private func isRemoved(_ path: String) -> Bool {
+        removedDirs.contains { path == $0 || path.hasPrefix($0 + "/") }
+    }
+
+    public func data(at path: String) throws -> Data? {
+        if let p = pending[path] { return p }
+        if isRemoved(path) { return nil }
+        return try base.data(at: path)
+    }
+
+    public func files(under dir: String) throws -> [String] {
+        if isRemoved(dir) { return [] }
+        var set = Set(try base.files(under: dir).filter { !isRemoved($0) })
+        for (path, value) in pending where path.hasPrefix(dir + "/") {
+            if value == nil { set.remove(path) } else { set.insert(path) }
+        }
+        return Array(set)
+    }
+
+    public func names(in dir: String) throws -> [String] {
+        if isRemoved(dir) { return [] }
+        var set = Set(try base.names(in: dir).filter { !isRemoved(dir + "/" + $0) })
+        for (path, value) in pending where path.hasPrefix(dir + "/") && value != nil {
+            let rest = path.dropFirst(dir.count + 1)
+            if let first = rest.split(separator: "/").first { set.insert(String(first)) }
+        }
+        return Array(set)
+    }
+
+    /// Validates a document and stages it at a path.
+    public func put<D: Document>(_ doc: D, at path: String) throws {
+        try doc.validate(limits)
+        pending[path] = try DocumentCoding.encode(doc)
+    }
+
+    /// Stages raw bytes (the format marker, files the store keeps beside documents).
+    func putRaw(_ data: Data, at path: String) { pending[path] = data }
+
+    /// Stages the deletion of a file.
+    public func delete(_ path: String) throws {
+        if try base.data(at: path) != nil && !isRemoved(path) { pending[path] = .some(nil) } else { pending.removeValue(forKey: path) }
+    }
+
+    /// Stages the deletion of a folder and everything in it.
+    public func deleteTree(_ dir: String) throws {
+        for key in pending.keys where key.hasPrefix(dir + "/") { pending.removeValue(forKey: key) }
+        if try base.oid(at: dir) != nil { removedDirs.append(dir) }
+    }
+
+    /// The tree updates of this change, in two steps: removed folders first, then files
+    /// (libgit2 leaves removing and adding below one path in one call undefined).
+    func treeUpdates(writeBlob: (Data) throws -> OID) throws -> [[TreeUpdate]] {
+        var files: [TreeUpdate] = []
+        files.reserveCapacity(pending.count)
+        for (path, value) in pending.sorted(by: { $0.key < $1.key }) {
+            if let value { files.append(.upsert(path, try writeBlob(value))) } else { files.append(.remove(path)) }
+        }
+        return [removedDirs.map { .remove($0) }, files].filter { !$0.isEmpty }
+    }
+
+    /// The paths this change touches (files and removed folders).
+    var touchedPaths: [String] { Array(pending.keys) + removedDirs }
+}

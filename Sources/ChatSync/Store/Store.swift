@@ -1,0 +1,227 @@
+import Foundation
+import GitKit
+import Synchronization
+
+/// Who the store's commits are by.
+public struct Identity: Sendable, Equatable {
+    public var name: String
+    public var email: String
+    public init(name: String, email: String) { self.name = name; self.email = email }
+    public static let `default` = Identity(name: "chatsync", email: "chatsync@localhost")
+}
+
+/// How a store is opened.
+public struct StoreOptions: Sendable {
+    /// The branch the store's history lives on.
+    public var branch: String = "main"
+    /// Fsync objects and refs before a change is acknowledged. On by default.
+    /// (libgit2's fsync switch is process-wide: the last store opened sets it.)
+    public var durable: Bool = true
+    /// The author of commits; nil: the store's git config `user.name`/`user.email`, else `Identity.default`.
+    public var identity: Identity = .default
+    public var limits: DocumentLimits = .default
+    /// A git lock file older than this many seconds was left by a crashed process and is removed.
+    public var staleLockSeconds: Double = 2
+    /// Small packs are merged when there are more than this many.
+    public var maxPacks: Int = 24
+    public init() {}
+}
+
+/// A chatsync store: JSON documents in a git repository, one commit per change.
+///
+///     let store = try Store.open(at: "/tmp/chats", create: true)
+///     let chat = try store.createChat(userID: "u1", title: "Hello")
+///     let msg = try store.appendMessage(chatID: chat.id, role: .user, content: "Hi!")
+public final class Store: @unchecked Sendable {
+    /// The store's folder (the git work tree).
+    public let path: String
+    public let options: StoreOptions
+    let gitDir: String
+    let branchRef: String
+    let summaries = SummaryCache()
+    private let writer: Writer
+    private let handles = Mutex<[Repository]>([])
+
+    private init(path: String, options: StoreOptions, gitDir: String) throws {
+        self.path = path
+        self.options = options
+        self.gitDir = gitDir
+        branchRef = "refs/heads/" + options.branch
+        writer = try Writer(path: path, options: options, summaries: summaries)
+    }
+
+    deinit { writer.stop() }
+
+    /// Opens the store at `path`. With `create`, makes the folder, the repository and the first
+    /// commit (the format marker) when they do not exist yet.
+    public static func open(at path: String, options: StoreOptions = StoreOptions(), create: Bool = false) throws -> Store {
+        GitRuntime.initialize()
+        GitRuntime.setFsync(options.durable)
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        let fm = FileManager.default
+        var isDir: ObjCBool = false
+        let gitExists = fm.fileExists(atPath: absolute + "/.git", isDirectory: &isDir)
+        if !gitExists {
+            guard create else {
+                throw ChatSyncError.badStore("\(absolute) is not a chatsync store (no .git); create it with `chatsync init`")
+            }
+            if fm.fileExists(atPath: absolute), let items = try? fm.contentsOfDirectory(atPath: absolute), !items.isEmpty {
+                throw ChatSyncError.badStore("\(absolute) exists, is not empty and is not a git repository: refusing to make a store there")
+            }
+            _ = try wrapGit { try Repository.create(at: absolute, bare: false, initialBranch: options.branch) }
+        }
+        var opts = options
+        let repo = try wrapGit { try Repository.open(absolute) }
+        if opts.identity == .default,
+           let name = try? repo.configString("user.name"), let email = try? repo.configString("user.email") {
+            opts.identity = Identity(name: name, email: email)
+        }
+        let store = try Store(path: absolute, options: opts, gitDir: repo.gitDir)
+        store.clearStaleLocks()
+        let head = try wrapGit { try repo.referenceTarget(store.branchRef) }
+        if head == nil {
+            guard create || gitExists else { throw ChatSyncError.badStore("\(absolute) has no branch \(options.branch)") }
+            try store.writeMarker()
+        }
+        try store.checkFormat()
+        return store
+    }
+
+    /// Closes the writer (changes already queued are still committed).
+    public func close() { writer.stop() }
+
+    private func clearStaleLocks() {
+        LockFiles.clearIfStale(gitDir + branchRef + ".lock", olderThan: options.staleLockSeconds)
+        LockFiles.clearIfStale(gitDir + "index.lock", olderThan: options.staleLockSeconds)
+        LockFiles.clearIfStale(gitDir + "HEAD.lock", olderThan: options.staleLockSeconds)
+    }
+
+    private func writeMarker() throws {
+        try perform { tx in
+            if try tx.data(at: Layout.marker) != nil { return }
+            tx.putRaw(try DocumentCoding.encode(FormatMarker()), at: Layout.marker)
+            tx.message = "init chatsync store (format \(Layout.formatVersion))"
+        }
+    }
+
+    private func checkFormat() throws {
+        try read { snap in
+            guard let data = try snap.data(at: Layout.marker) else {
+                throw ChatSyncError.badStore("\(path) is a git repository but not a chatsync store (no \(Layout.marker) on \(options.branch))")
+            }
+            guard let marker = try? snap.decoder.decode(FormatMarker.self, from: data), marker.format == Layout.formatName else {
+                throw ChatSyncError.badStore("\(Layout.marker) is not a chatsync format marker")
+            }
+            guard marker.version <= Layout.formatVersion else {
+                throw ChatSyncError.badStore("format version \(marker.version) is newer than this chatsync understands (\(Layout.formatVersion)); upgrade chatsync")
+            }
+        }
+    }
+
+    // MARK: reading
+
+    private func borrowHandle() throws -> Repository {
+        if let r = handles.withLock({ $0.popLast() }) { return r }
+        return try wrapGit { try Repository.open(path) }
+    }
+
+    private func returnHandle(_ r: Repository) {
+        handles.withLock { if $0.count < 8 { $0.append(r) } }
+    }
+
+    /// Runs `body` with a libgit2 handle of this store's (one per thread at a time).
+    public func withRepository<T>(_ body: (Repository) throws -> T) throws -> T {
+        let repo = try borrowHandle()
+        defer { returnHandle(repo) }
+        return try body(repo)
+    }
+
+    /// Reads the store as it is now (the branch's tip), or at a revision (`HEAD~2`, a commit id…).
+    public func read<T>(at revision: String? = nil, _ body: (Snapshot) throws -> T) throws -> T {
+        try withRepository { repo in
+            let commit: OID?
+            if let revision {
+                commit = try wrapGit { try repo.revparse(revision) }
+            } else {
+                commit = try wrapGit { try repo.referenceTarget(branchRef) }
+            }
+            let tree = try wrapGit { try commit.map { try repo.commit($0).tree } ?? repo.emptyTree() }
+            let snap = Snapshot(repo: repo, commit: commit, tree: tree)
+            do {
+                return try body(snap)
+            } catch let e as GitError {
+                throw ChatSyncError.storage(e.description)
+            }
+        }
+    }
+
+    /// The branch's tip.
+    public func head() throws -> OID? {
+        try withRepository { repo in try wrapGit { try repo.referenceTarget(branchRef) } }
+    }
+
+    /// The number of commits on the branch.
+    public func commitCount() throws -> Int {
+        try withRepository { repo in
+            guard let tip = try wrapGit({ try repo.referenceTarget(branchRef) }) else { return 0 }
+            return try wrapGit { try repo.walk(from: tip).count }
+        }
+    }
+
+    // MARK: writing
+
+    /// Makes one change: `body` reads and stages documents in a transaction; the writer turns
+    /// it into one commit. If `body` throws, nothing is written. Returns what `body` returns.
+    @discardableResult
+    public func perform<T>(_ body: @escaping (Transaction) throws -> T) throws -> T {
+        try performWithCommit(body).value
+    }
+
+    /// Like `perform`, and also gives the commit made (nil when the change wrote nothing).
+    public func performWithCommit<T>(_ body: @escaping (Transaction) throws -> T) throws -> (value: T, commit: OID?) {
+        let outcome = try writer.submit { tx in try body(tx) }
+        return (outcome.value as! T, outcome.commit)
+    }
+
+    // MARK: summaries
+
+    /// The count and last message of a chat, from the cache when the chat's messages are known.
+    func chatSummary(_ chatID: String, in snap: Snapshot) throws -> ChatSummary {
+        guard let tree = try snap.oid(at: Layout.messagesDir(chatID)) else { return .empty }
+        if let s = summaries.get(tree) { return s }
+        var s = ChatSummary.empty
+        for m in try messages(inTree: tree, snapshot: snap) {
+            s.count += 1
+            if s.lastCreatedAt == nil || (m.createdAt, m.id) > (s.lastCreatedAt!, s.lastID!) {
+                s.lastCreatedAt = m.createdAt
+                s.lastID = m.id
+            }
+        }
+        summaries.put(tree, s)
+        return s
+    }
+
+    /// Every message below a chat's `messages` tree, unsorted.
+    func messages(inTree tree: OID, snapshot snap: Snapshot) throws -> [ChatMessage] {
+        let blobs = try snap.blobs(under: tree, prefix: "")
+        var result: [ChatMessage] = []
+        result.reserveCapacity(blobs.count)
+        let decoder = snap.decoder
+        for (path, oid) in blobs where path.hasSuffix(".json") {
+            let m: ChatMessage = try snap.repo.withBlob(oid) { buf in
+                do {
+                    return try decoder.decode(ChatMessage.self, from: Data(buf))
+                } catch {
+                    throw ChatSyncError.badStore("message \(path) is not valid: \(describeDecodingError(error))")
+                }
+            }
+            result.append(m)
+        }
+        return result
+    }
+}
+
+/// Runs a libgit2 call, turning its error into `ChatSyncError.storage`.
+func wrapGit<T>(_ body: () throws -> T) throws -> T {
+    do { return try body() } catch let e as GitError { throw ChatSyncError.storage(e.description) }
+}

@@ -1,0 +1,82 @@
+import Foundation
+import GitKit
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What a chat's messages add up to: enough to append without reading every message.
+public struct ChatSummary: Sendable, Equatable {
+    public var count: Int
+    public var lastCreatedAt: Timestamp?
+    public var lastID: String?
+    public static let empty = ChatSummary(count: 0, lastCreatedAt: nil, lastID: nil)
+}
+
+/// Chat summaries keyed by the id of the chat's `messages` tree: a key names exactly one set
+/// of messages, so an entry can never disagree with the store, whoever changed it.
+final class SummaryCache: Sendable {
+    private let entries = Mutex<[OID: ChatSummary]>([:])
+    private let capacity = 50_000
+
+    func get(_ tree: OID) -> ChatSummary? { entries.withLock { $0[tree] } }
+
+    func put(_ tree: OID, _ summary: ChatSummary) {
+        entries.withLock { e in
+            if e.count >= capacity { e.removeAll(keepingCapacity: true) }
+            e[tree] = summary
+        }
+    }
+}
+
+/// An exclusive lock between processes and threads (`flock`), released by the kernel when its
+/// holder dies, so a crash never leaves it held.
+final class FileLock: @unchecked Sendable {
+    private let fd: Int32
+    let path: String
+
+    init(path: String) throws {
+        self.path = path
+        fd = open(path, O_CREAT | O_RDWR | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw ChatSyncError.storage("cannot open lock file \(path): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(fd) }
+
+    func withLock<T>(_ body: () throws -> T) rethrows -> T {
+        while flock(fd, LOCK_EX) != 0 && errno == EINTR {}
+        defer { flock(fd, LOCK_UN) }
+        return try body()
+    }
+}
+
+enum LockFiles {
+    /// Removes a git lock file (`*.lock`) older than `age` seconds: one left by a crashed
+    /// process. A live writer holds such a lock for milliseconds.
+    @discardableResult
+    static func clearIfStale(_ path: String, olderThan age: Double) -> Bool {
+        var st = stat()
+        guard stat(path, &st) == 0 else { return false }
+        let mtime = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+        var now = timespec()
+        clock_gettime(CLOCK_REALTIME, &now)
+        let nowS = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
+        guard nowS - mtime > age else { return false }
+        return unlink(path) == 0
+    }
+}
+
+/// Writes a small file atomically (temp file, rename).
+func writeFileAtomically(_ data: Data, to path: String) throws {
+    let tmp = path + ".tmp-\(getpid())-\(UInt32.random(in: 0...UInt32.max))"
+    guard FileManager.default.createFile(atPath: tmp, contents: data) else {
+        throw ChatSyncError.storage("cannot write \(tmp)")
+    }
+    guard rename(tmp, path) == 0 else {
+        unlink(tmp)
+        throw ChatSyncError.storage("cannot rename \(tmp) to \(path): \(String(cString: strerror(errno)))")
+    }
+}
+
+/// A random UUID in lowercase, the default id of new documents.
+public func newID() -> String { UUID().uuidString.lowercased() }

@@ -1,0 +1,45 @@
+import CLibgit2
+
+/// A git object id (SHA-1), a plain Sendable value.
+public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
+    public var raw: git_oid
+
+    public init(_ raw: git_oid) { self.raw = raw }
+
+    /// Parses a full 40-character hex id; nil if it is not one.
+    public init?(hex: String) {
+        guard hex.utf8.count == 40, hex.utf8.allSatisfy({ $0 < 128 && isHexDigit($0) }) else { return nil }
+        var oid = git_oid()
+        guard git_oid_fromstr(&oid, hex) == 0 else { return nil }
+        raw = oid
+    }
+
+    public var hex: String {
+        var copy = raw
+        var buffer = [CChar](repeating: 0, count: 41)
+        git_oid_tostr(&buffer, 41, &copy)
+        return String(decoding: buffer.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+
+    public var short: String { String(hex.prefix(10)) }
+    public var description: String { hex }
+    public var isZero: Bool { var c = raw; return git_oid_is_zero(&c) == 1 }
+
+    public static func == (a: OID, b: OID) -> Bool {
+        var x = a.raw, y = b.raw
+        return git_oid_cmp(&x, &y) == 0
+    }
+    public static func < (a: OID, b: OID) -> Bool {
+        var x = a.raw, y = b.raw
+        return git_oid_cmp(&x, &y) < 0
+    }
+    public func hash(into hasher: inout Hasher) {
+        withUnsafeBytes(of: raw.id) { hasher.combine(bytes: $0) }
+    }
+}
+
+extension git_oid: @retroactive @unchecked Sendable {}
+
+@inline(__always) private func isHexDigit(_ c: UInt8) -> Bool {
+    (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)
+}

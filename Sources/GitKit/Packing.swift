@@ -1,0 +1,139 @@
+import CLibgit2
+import Foundation
+
+/// A pack file of the object database.
+public struct PackFile: Sendable {
+    /// The path of the `.pack` file.
+    public let packPath: String
+    public var indexPath: String { String(packPath.dropLast(5)) + ".idx" }
+    public let objectCount: Int
+    /// A `.keep` file protects the pack from repacking.
+    public let isKept: Bool
+}
+
+extension Repository {
+    public var packDirectory: String { gitDir + "objects/pack" }
+
+    /// The packs of the object database, with their object counts (read from their indexes).
+    public func packFiles() -> [PackFile] {
+        let dir = packDirectory
+        guard let names = try? FileManager.default.contentsOfDirectory(atPath: dir) else { return [] }
+        var packs: [PackFile] = []
+        for name in names where name.hasSuffix(".pack") {
+            let base = dir + "/" + String(name.dropLast(5))
+            guard let count = Self.indexObjectCount(base + ".idx") else { continue }
+            packs.append(PackFile(packPath: base + ".pack", objectCount: count,
+                                  isKept: FileManager.default.fileExists(atPath: base + ".keep")))
+        }
+        return packs
+    }
+
+    /// The object count of a version-2 pack index: the last fan-out entry.
+    static func indexObjectCount(_ path: String) -> Int? {
+        guard let h = FileHandle(forReadingAtPath: path) else { return nil }
+        defer { try? h.close() }
+        guard let head = try? h.read(upToCount: 8 + 256 * 4), head.count == 8 + 256 * 4,
+              head.prefix(4) == Data([0xFF, 0x74, 0x4F, 0x63]) else { return nil }
+        let b = [UInt8](head.suffix(4))
+        return Int(b[0]) << 24 | Int(b[1]) << 16 | Int(b[2]) << 8 | Int(b[3])
+    }
+
+    /// The object ids listed in a version-2 pack index.
+    static func indexObjectIDs(_ path: String) throws -> [OID] {
+        guard let data = FileManager.default.contents(atPath: path), data.count >= 8 + 1024,
+              let count = indexObjectCount(path), data.count >= 8 + 1024 + count * 20 else {
+            throw GitError(code: -1, message: "unreadable pack index", operation: "read \(path)")
+        }
+        var ids: [OID] = []
+        ids.reserveCapacity(count)
+        data.withUnsafeBytes { buf in
+            let base = 8 + 1024
+            for i in 0..<count {
+                var oid = git_oid()
+                withUnsafeMutableBytes(of: &oid.id) { dst in
+                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: buf[(base + i * 20)..<(base + i * 20 + 20)]))
+                }
+                ids.append(OID(oid))
+            }
+        }
+        return ids
+    }
+
+    /// Writes the objects of `packs` as one new pack (with deltas), then removes the old packs.
+    /// Readers that still have an old pack open keep reading it; others find the new one.
+    public func mergePacks(_ packs: [PackFile]) throws {
+        guard packs.count > 1 else { return }
+        var builder: OpaquePointer?
+        try check(git_packbuilder_new(&builder, pointer), "new pack builder")
+        defer { git_packbuilder_free(builder) }
+        for pack in packs {
+            for oid in try Self.indexObjectIDs(pack.indexPath) {
+                var raw = oid.raw
+                try check(git_packbuilder_insert(builder, &raw, nil), "add \(oid.short) to pack")
+            }
+        }
+        try check(git_packbuilder_write(builder, packDirectory, 0, nil, nil), "write pack")
+        for pack in packs {
+            unlink(pack.indexPath)
+            unlink(pack.packPath)
+            let rev = String(pack.packPath.dropLast(5)) + ".rev"
+            unlink(rev)
+        }
+        try check(git_odb_refresh_for(self), "refresh object database")
+    }
+
+    /// Packs every object reachable from `tips` into one pack and removes the other packs and
+    /// the loose objects (what `git gc` does, without pruning history).
+    public func packReachable(from tips: [OID]) throws {
+        var builder: OpaquePointer?
+        try check(git_packbuilder_new(&builder, pointer), "new pack builder")
+        defer { git_packbuilder_free(builder) }
+        var walker: OpaquePointer?
+        try check(git_revwalk_new(&walker, pointer), "new revision walk")
+        defer { git_revwalk_free(walker) }
+        for t in tips {
+            var raw = t.raw
+            try check(git_revwalk_push(walker, &raw), "walk from \(t.short)")
+        }
+        try check(git_packbuilder_insert_walk(builder, walker), "add history to pack")
+        let before = packFiles()
+        try check(git_packbuilder_write(builder, packDirectory, 0, nil, nil), "write pack")
+        var newName = ""
+        if let n = git_packbuilder_name(builder) { newName = String(cString: n) }
+        for pack in before where !pack.isKept && !pack.packPath.hasSuffix("pack-\(newName).pack") {
+            unlink(pack.indexPath)
+            unlink(pack.packPath)
+        }
+        try removeLooseObjects()
+        try check(git_odb_refresh_for(self), "refresh object database")
+    }
+
+    /// Removes every loose object file (call only once a pack holds them all).
+    func removeLooseObjects() throws {
+        let objects = gitDir + "objects"
+        let fm = FileManager.default
+        for dir in (try? fm.contentsOfDirectory(atPath: objects)) ?? [] where dir.count == 2 {
+            let sub = objects + "/" + dir
+            for f in (try? fm.contentsOfDirectory(atPath: sub)) ?? [] { unlink(sub + "/" + f) }
+            rmdir(sub)
+        }
+    }
+
+    /// The number of loose objects.
+    public func looseObjectCount() -> Int {
+        let objects = gitDir + "objects"
+        let fm = FileManager.default
+        var n = 0
+        for dir in (try? fm.contentsOfDirectory(atPath: objects)) ?? [] where dir.count == 2 {
+            n += ((try? fm.contentsOfDirectory(atPath: objects + "/" + dir)) ?? []).count
+        }
+        return n
+    }
+}
+
+private func git_odb_refresh_for(_ repo: Repository) -> Int32 {
+    var odb: OpaquePointer?
+    guard git_repository_odb(&odb, repo.pointer) == 0 else { return -1 }
+    defer { git_odb_free(odb) }
+    return git_odb_refresh(odb)
+}

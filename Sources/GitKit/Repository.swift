@@ -1,0 +1,474 @@
+import CLibgit2
+import Foundation
+
+/// The kind of an entry in a tree.
+public enum EntryKind: Sendable, Equatable {
+    case blob, tree, other
+}
+
+/// One entry of a git tree.
+public struct TreeEntry: Sendable, Equatable {
+    public let name: String
+    public let oid: OID
+    public let kind: EntryKind
+}
+
+/// One change to apply to a tree: put a blob at a path, or remove the entry at a path.
+public struct TreeUpdate: Sendable {
+    public enum Action: Sendable { case upsert(OID), remove }
+    public let path: String
+    public let action: Action
+    public init(path: String, action: Action) { self.path = path; self.action = action }
+    public static func upsert(_ path: String, _ oid: OID) -> TreeUpdate { .init(path: path, action: .upsert(oid)) }
+    public static func remove(_ path: String) -> TreeUpdate { .init(path: path, action: .remove) }
+}
+
+/// Author or committer identity.
+public struct Signature: Sendable, Equatable {
+    public var name: String
+    public var email: String
+    /// Seconds since 1970.
+    public var time: Int64
+    public init(name: String, email: String, time: Int64) { self.name = name; self.email = email; self.time = time }
+}
+
+/// A commit, read back.
+public struct CommitInfo: Sendable {
+    public let oid: OID
+    public let tree: OID
+    public let parents: [OID]
+    public let message: String
+    public let author: Signature
+    public let committer: Signature
+    public var summary: String { message.split(separator: "\n", maxSplits: 1).first.map(String.init) ?? "" }
+}
+
+/// A path whose blob differs between two trees.
+public struct TreeChange: Sendable, Equatable {
+    public enum Status: Sendable { case added, deleted, modified }
+    public let path: String
+    public let status: Status
+    public let oldOID: OID?
+    public let newOID: OID?
+}
+
+/// A libgit2 repository handle. Not thread-safe: use one handle per thread at a time
+/// (several handles on one repository, in one or several processes, are fine).
+public final class Repository: @unchecked Sendable {
+    let pointer: OpaquePointer
+    private var mempack: OpaquePointer?
+    private var odbPointer: OpaquePointer?
+
+    private init(pointer: OpaquePointer) { self.pointer = pointer }
+
+    deinit {
+        if let odbPointer { git_odb_free(odbPointer) }
+        git_repository_free(pointer)
+    }
+
+    /// Opens an existing repository (the work tree folder or the .git folder).
+    public static func open(_ path: String) throws -> Repository {
+        GitRuntime.initialize()
+        var out: OpaquePointer?
+        try check(git_repository_open_ext(&out, path, UInt32(GIT_REPOSITORY_OPEN_NO_SEARCH.rawValue), nil), "open repository \(path)")
+        return Repository(pointer: out!)
+    }
+
+    /// Creates a repository (non-bare unless `bare`) whose HEAD names `initialBranch`.
+    public static func create(at path: String, bare: Bool = false, initialBranch: String = "main") throws -> Repository {
+        GitRuntime.initialize()
+        var opts = git_repository_init_options()
+        try check(git_repository_init_options_init(&opts, UInt32(GIT_REPOSITORY_INIT_OPTIONS_VERSION)), "init options")
+        opts.flags = UInt32(GIT_REPOSITORY_INIT_MKPATH.rawValue)
+        if bare { opts.flags |= UInt32(GIT_REPOSITORY_INIT_BARE.rawValue) }
+        var out: OpaquePointer?
+        let code = initialBranch.withCString { branch -> Int32 in
+            opts.initial_head = branch
+            return git_repository_init_ext(&out, path, &opts)
+        }
+        try check(code, "create repository \(path)")
+        return Repository(pointer: out!)
+    }
+
+    /// The work tree folder with a trailing slash, or nil for a bare repository.
+    public var workdir: String? { git_repository_workdir(pointer).map { String(cString: $0) } }
+    /// The .git folder with a trailing slash.
+    public var gitDir: String { String(cString: git_repository_path(pointer)) }
+    public var isBare: Bool { git_repository_is_bare(pointer) == 1 }
+
+    // MARK: objects
+
+    /// Writes a blob (to the in-memory pack when one is attached) and returns its id.
+    public func writeBlob(_ data: Data) throws -> OID {
+        var oid = git_oid()
+        let code = data.withUnsafeBytes { buf in
+            git_blob_create_from_buffer(&oid, pointer, buf.baseAddress, buf.count)
+        }
+        try check(code, "write blob")
+        return OID(oid)
+    }
+
+    /// Reads a blob's bytes.
+    public func readBlob(_ oid: OID) throws -> Data {
+        try withBlob(oid) { Data($0) }
+    }
+
+    /// Gives the blob's bytes to `body` without copying them.
+    public func withBlob<T>(_ oid: OID, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        var blob: OpaquePointer?
+        var raw = oid.raw
+        try check(git_blob_lookup(&blob, pointer, &raw), "read blob \(oid.short)")
+        defer { git_blob_free(blob) }
+        let size = Int(git_blob_rawsize(blob))
+        guard let bytes = git_blob_rawcontent(blob) else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
+        return try body(UnsafeRawBufferPointer(start: bytes, count: size))
+    }
+
+    /// The id of the empty tree (written if needed).
+    public func emptyTree() throws -> OID {
+        var builder: OpaquePointer?
+        try check(git_treebuilder_new(&builder, pointer, nil), "new tree builder")
+        defer { git_treebuilder_free(builder) }
+        var oid = git_oid()
+        try check(git_treebuilder_write(&oid, builder), "write empty tree")
+        return OID(oid)
+    }
+
+    private func lookupTree(_ oid: OID) throws -> OpaquePointer {
+        var tree: OpaquePointer?
+        var raw = oid.raw
+        try check(git_tree_lookup(&tree, pointer, &raw), "read tree \(oid.short)")
+        return tree!
+    }
+
+    /// The entry at `path` (slash-separated) below the tree `root`, or nil when there is none.
+    public func entry(in root: OID, path: String) throws -> TreeEntry? {
+        let tree = try lookupTree(root)
+        defer { git_tree_free(tree) }
+        var entry: OpaquePointer?
+        let code = git_tree_entry_bypath(&entry, tree, path)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "find \(path) in tree \(root.short)")
+        defer { git_tree_entry_free(entry) }
+        return Self.makeEntry(entry!)
+    }
+
+    /// The entries of a tree, in git's order.
+    public func entries(of treeOID: OID) throws -> [TreeEntry] {
+        let tree = try lookupTree(treeOID)
+        defer { git_tree_free(tree) }
+        let count = git_tree_entrycount(tree)
+        var result: [TreeEntry] = []
+        result.reserveCapacity(count)
+        for i in 0..<count {
+            if let e = git_tree_entry_byindex(tree, i) { result.append(Self.makeEntry(e)) }
+        }
+        return result
+    }
+
+    private static func makeEntry(_ e: OpaquePointer) -> TreeEntry {
+        let name = String(cString: git_tree_entry_name(e))
+        let oid = OID(git_tree_entry_id(e)!.pointee)
+        let kind: EntryKind
+        switch git_tree_entry_type(e) {
+        case GIT_OBJECT_BLOB: kind = .blob
+        case GIT_OBJECT_TREE: kind = .tree
+        default: kind = .other
+        }
+        return TreeEntry(name: name, oid: oid, kind: kind)
+    }
+
+    /// Builds a new tree from `base` with `updates` applied; only the touched folders are rewritten.
+    public func updateTree(_ base: OID, _ updates: [TreeUpdate]) throws -> OID {
+        if updates.isEmpty { return base }
+        let baseTree = try lookupTree(base)
+        defer { git_tree_free(baseTree) }
+        let cPaths = updates.map { strdup($0.path)! }
+        defer { cPaths.forEach { free($0) } }
+        var raw: [git_tree_update] = []
+        raw.reserveCapacity(updates.count)
+        for (i, u) in updates.enumerated() {
+            var item = git_tree_update()
+            item.path = UnsafePointer(cPaths[i])
+            switch u.action {
+            case .upsert(let oid):
+                item.action = GIT_TREE_UPDATE_UPSERT
+                item.id = oid.raw
+                item.filemode = GIT_FILEMODE_BLOB
+            case .remove:
+                item.action = GIT_TREE_UPDATE_REMOVE
+            }
+            raw.append(item)
+        }
+        var out = git_oid()
+        try check(git_tree_create_updated(&out, pointer, baseTree, raw.count, raw), "update tree \(base.short)")
+        return OID(out)
+    }
+
+    /// Writes a commit object (no reference moves).
+    public func createCommit(tree: OID, parents: [OID], author: Signature, committer: Signature? = nil, message: String) throws -> OID {
+        let treeObj = try lookupTree(tree)
+        defer { git_tree_free(treeObj) }
+        var parentObjs: [OpaquePointer?] = []
+        defer { parentObjs.forEach { git_commit_free($0) } }
+        for p in parents {
+            var c: OpaquePointer?
+            var raw = p.raw
+            try check(git_commit_lookup(&c, pointer, &raw), "read commit \(p.short)")
+            parentObjs.append(c)
+        }
+        let authorSig = try makeSignature(author)
+        defer { git_signature_free(authorSig) }
+        let committerSig = try makeSignature(committer ?? author)
+        defer { git_signature_free(committerSig) }
+        var out = git_oid()
+        let code = parentObjs.withUnsafeMutableBufferPointer { buf in
+            git_commit_create(&out, pointer, nil, authorSig, committerSig, "UTF-8", message, treeObj, buf.count, buf.baseAddress)
+        }
+        try check(code, "create commit")
+        return OID(out)
+    }
+
+    private func makeSignature(_ s: Signature) throws -> UnsafeMutablePointer<git_signature> {
+        var sig: UnsafeMutablePointer<git_signature>?
+        try check(git_signature_new(&sig, s.name, s.email, git_time_t(s.time), 0), "signature \(s.name) <\(s.email)>")
+        return sig!
+    }
+
+    /// Reads a commit.
+    public func commit(_ oid: OID) throws -> CommitInfo {
+        var c: OpaquePointer?
+        var raw = oid.raw
+        try check(git_commit_lookup(&c, pointer, &raw), "read commit \(oid.short)")
+        defer { git_commit_free(c) }
+        let tree = OID(git_commit_tree_id(c)!.pointee)
+        var parents: [OID] = []
+        for i in 0..<git_commit_parentcount(c) {
+            if let p = git_commit_parent_id(c, i) { parents.append(OID(p.pointee)) }
+        }
+        let message = git_commit_message(c).map { String(cString: $0) } ?? ""
+        func sig(_ p: UnsafePointer<git_signature>?) -> Signature {
+            guard let p else { return Signature(name: "", email: "", time: 0) }
+            return Signature(name: String(cString: p.pointee.name), email: String(cString: p.pointee.email), time: Int64(p.pointee.when.time))
+        }
+        return CommitInfo(oid: oid, tree: tree, parents: parents, message: message,
+                          author: sig(git_commit_author(c)), committer: sig(git_commit_committer(c)))
+    }
+
+    /// Resolves a revision the way git does (`HEAD~2`, a branch, an id prefix, `main@{1}`) to an object id,
+    /// peeled to a commit when it names one.
+    public func revparse(_ spec: String) throws -> OID {
+        var obj: OpaquePointer?
+        try check(git_revparse_single(&obj, pointer, spec), "resolve revision '\(spec)'")
+        defer { git_object_free(obj) }
+        var peeled: OpaquePointer?
+        if git_object_peel(&peeled, obj, GIT_OBJECT_COMMIT) == 0 {
+            defer { git_object_free(peeled) }
+            return OID(git_object_id(peeled)!.pointee)
+        }
+        return OID(git_object_id(obj)!.pointee)
+    }
+
+    // MARK: references
+
+    /// The commit a reference points to (following symbolic references), or nil if it does not exist.
+    public func referenceTarget(_ name: String) throws -> OID? {
+        var out = git_oid()
+        let code = git_reference_name_to_id(&out, pointer, name)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "read reference \(name)")
+        return OID(out)
+    }
+
+    /// Moves `name` to `target` only if it still points to `expected` (nil: only if it does not exist).
+    /// Throws a `GitError` with `isModified` when it lost the race, `isLocked` when a lock file is in the way.
+    public func compareAndSwapReference(_ name: String, to target: OID, expected: OID?, message: String) throws {
+        var ref: OpaquePointer?
+        var t = target.raw
+        let code: Int32
+        if var e = expected?.raw {
+            code = git_reference_create_matching(&ref, pointer, name, &t, 1, &e, message)
+        } else {
+            code = git_reference_create(&ref, pointer, name, &t, 0, message)
+            if code == GIT_EEXISTS.rawValue {
+                throw GitError(code: GIT_EMODIFIED.rawValue, message: "reference already exists", operation: "create reference \(name)")
+            }
+        }
+        try check(code, "update reference \(name)")
+        git_reference_free(ref)
+    }
+
+    /// Points HEAD at a branch (symbolic).
+    public func setHead(_ refName: String) throws {
+        try check(git_repository_set_head(pointer, refName), "set HEAD to \(refName)")
+    }
+
+    /// Names of references matching a glob, e.g. `refs/remotes/*`.
+    public func referenceNames(glob: String) throws -> [String] {
+        var arr = git_strarray()
+        try check(git_reference_list(&arr, pointer), "list references")
+        defer { git_strarray_dispose(&arr) }
+        var names: [String] = []
+        for i in 0..<arr.count {
+            if let s = arr.strings[i] { names.append(String(cString: s)) }
+        }
+        return names.filter { fnmatch(glob, $0, 0) == 0 }
+    }
+
+    // MARK: work tree
+
+    /// Brings the work tree and index from the tree `baseline` to the tree `target`, touching only `paths`.
+    /// Files edited by hand since are left alone (`GIT_CHECKOUT_SAFE`); the other paths are still written.
+    public func checkout(from baseline: OID, to target: OID, paths: [String]) throws {
+        if paths.isEmpty { return }
+        var opts = git_checkout_options()
+        try check(git_checkout_options_init(&opts, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "checkout options")
+        opts.checkout_strategy = GIT_CHECKOUT_SAFE.rawValue | GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH.rawValue | GIT_CHECKOUT_ALLOW_CONFLICTS.rawValue
+        let baseTree = try lookupTree(baseline)
+        defer { git_tree_free(baseTree) }
+        let targetTree = try lookupTree(target)
+        defer { git_tree_free(targetTree) }
+        opts.baseline = baseTree
+        let cPaths: [UnsafeMutablePointer<CChar>?] = paths.map { strdup($0) }
+        defer { cPaths.forEach { free($0) } }
+        var mutablePaths = cPaths
+        let code = mutablePaths.withUnsafeMutableBufferPointer { buf -> Int32 in
+            opts.paths = git_strarray(strings: buf.baseAddress, count: buf.count)
+            return git_checkout_tree(pointer, targetTree, &opts)
+        }
+        try check(code, "check out \(paths.count) path(s)")
+    }
+
+    // MARK: diff and history
+
+    /// The blobs that differ between two trees (nil: the empty tree), without rename detection.
+    public func diff(from old: OID?, to new: OID?) throws -> [TreeChange] {
+        let oldTree = try old.map { try lookupTree($0) }
+        defer { if let oldTree { git_tree_free(oldTree) } }
+        let newTree = try new.map { try lookupTree($0) }
+        defer { if let newTree { git_tree_free(newTree) } }
+        var diff: OpaquePointer?
+        try check(git_diff_tree_to_tree(&diff, pointer, oldTree, newTree, nil), "diff trees")
+        defer { git_diff_free(diff) }
+        var changes: [TreeChange] = []
+        let n = git_diff_num_deltas(diff)
+        changes.reserveCapacity(n)
+        for i in 0..<n {
+            guard let d = git_diff_get_delta(diff, i)?.pointee else { continue }
+            let status: TreeChange.Status
+            switch d.status {
+            case GIT_DELTA_ADDED: status = .added
+            case GIT_DELTA_DELETED: status = .deleted
+            default: status = .modified
+            }
+            let path = String(cString: (d.new_file.path ?? d.old_file.path)!)
+            changes.append(TreeChange(
+                path: path, status: status,
+                oldOID: status == .added ? nil : OID(d.old_file.id),
+                newOID: status == .deleted ? nil : OID(d.new_file.id)))
+        }
+        return changes
+    }
+
+    /// Commits reachable from `start`, newest first (topological, then by time); at most `limit`.
+    public func walk(from start: OID, hiding: [OID] = [], limit: Int = .max, reverse: Bool = false) throws -> [OID] {
+        var walker: OpaquePointer?
+        try check(git_revwalk_new(&walker, pointer), "new revision walk")
+        defer { git_revwalk_free(walker) }
+        var sorting = GIT_SORT_TOPOLOGICAL.rawValue | GIT_SORT_TIME.rawValue
+        if reverse { sorting |= GIT_SORT_REVERSE.rawValue }
+        try check(git_revwalk_sorting(walker, sorting), "sort revision walk")
+        var s = start.raw
+        try check(git_revwalk_push(walker, &s), "walk from \(start.short)")
+        for h in hiding {
+            var r = h.raw
+            try check(git_revwalk_hide(walker, &r), "hide \(h.short)")
+        }
+        var result: [OID] = []
+        var oid = git_oid()
+        while result.count < limit {
+            let code = git_revwalk_next(&oid, walker)
+            if code == GIT_ITEROVER.rawValue { break }
+            try check(code, "walk history")
+            result.append(OID(oid))
+        }
+        return result
+    }
+
+    /// The best common ancestor of two commits, or nil for unrelated histories.
+    public func mergeBase(_ a: OID, _ b: OID) throws -> OID? {
+        var out = git_oid()
+        var x = a.raw, y = b.raw
+        let code = git_merge_base(&out, pointer, &x, &y)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "merge base of \(a.short) and \(b.short)")
+        return OID(out)
+    }
+
+    // MARK: config
+
+    /// A string from the repository's config (with the global and system config behind it), or nil.
+    public func configString(_ key: String) throws -> String? {
+        var config: OpaquePointer?
+        try check(git_repository_config_snapshot(&config, pointer), "read config")
+        defer { git_config_free(config) }
+        var buf = git_buf()
+        let code = git_config_get_string_buf(&buf, config, key)
+        if code == GIT_ENOTFOUND.rawValue { return nil }
+        try check(code, "read config \(key)")
+        defer { git_buf_dispose(&buf) }
+        return String(cString: buf.ptr)
+    }
+
+    /// Sets a string in the repository's own config (.git/config).
+    public func setConfigString(_ key: String, _ value: String) throws {
+        var config: OpaquePointer?
+        try check(git_repository_config(&config, pointer), "open config")
+        defer { git_config_free(config) }
+        var local: OpaquePointer?
+        try check(git_config_open_level(&local, config, GIT_CONFIG_LEVEL_LOCAL), "open local config")
+        defer { git_config_free(local) }
+        try check(git_config_set_string(local, key, value), "set config \(key)")
+    }
+
+    // MARK: object batches: one pack per batch
+
+    /// Sends every object written through this handle to memory until `flushObjects()` writes
+    /// them as one pack (one file to fsync instead of one per object).
+    public func bufferObjectsInMemory() throws {
+        guard mempack == nil else { return }
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, pointer), "open object database")
+        var backend: UnsafeMutablePointer<git_odb_backend>?
+        try check(git_mempack_new(&backend), "new in-memory pack")
+        try check(git_odb_add_backend(odb, backend, 999), "attach in-memory pack")
+        odbPointer = odb
+        mempack = OpaquePointer(backend)
+    }
+
+    /// Writes the objects buffered in memory as one pack and index (fsynced when fsync is on),
+    /// then empties the buffer. Returns false when there was nothing to write.
+    @discardableResult
+    public func flushObjects() throws -> Bool {
+        guard let mempack, let odbPointer else { return false }
+        let backend = UnsafeMutablePointer<git_odb_backend>(mempack)
+        var buf = git_buf()
+        try check(git_mempack_dump(&buf, pointer, backend), "dump in-memory pack")
+        defer { git_buf_dispose(&buf) }
+        // A pack with no objects is a 12-byte header plus a 20-byte trailer.
+        guard buf.size > 32 else { _ = git_mempack_reset(backend); return false }
+        var writepack: UnsafeMutablePointer<git_odb_writepack>?
+        try check(git_odb_write_pack(&writepack, odbPointer, nil, nil), "open pack writer")
+        defer { chatsync_writepack_free(writepack) }
+        var stats = git_indexer_progress()
+        try check(chatsync_writepack_append(writepack, buf.ptr, buf.size, &stats), "write pack")
+        try check(chatsync_writepack_commit(writepack, &stats), "index pack")
+        try check(git_mempack_reset(backend), "reset in-memory pack")
+        return true
+    }
+
+    /// Drops the objects buffered in memory without writing them.
+    public func discardBufferedObjects() {
+        if let mempack { _ = git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)) }
+    }
+}

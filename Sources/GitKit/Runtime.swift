@@ -1,0 +1,28 @@
+import CLibgit2
+import Synchronization
+
+/// Process-wide libgit2 set-up: `git_libgit2_init` once, then the global options.
+public enum GitRuntime {
+    private static let state = Mutex<Bool>(false)
+
+    /// Initialises libgit2 once for the process. Safe to call from any thread, any number of times.
+    public static func initialize() {
+        state.withLock { initialized in
+            guard !initialized else { return }
+            git_libgit2_init()
+            // Repositories here are ours; a server running as another user must still open them.
+            _ = chatsync_git_set_owner_validation(0)
+            // We only create objects from ids we just wrote; skip the extra existence checks.
+            _ = chatsync_git_set_strict_object_creation(0)
+            _ = chatsync_git_set_cache_max_size(256 * 1024 * 1024)
+            initialized = true
+        }
+    }
+
+    /// Turns fsync of objects, packs and refs (`GIT_OPT_ENABLE_FSYNC_GITDIR`) on or off.
+    /// This is a process-wide libgit2 option.
+    public static func setFsync(_ enabled: Bool) {
+        initialize()
+        _ = chatsync_git_set_fsync(enabled ? 1 : 0)
+    }
+}

@@ -1,0 +1,69 @@
+import ArgumentParser
+import ChatSync
+import Foundation
+
+struct InitCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "init", abstract: "Create a store (or check an existing one).",
+        discussion: "With --samples, loads Samples/sample-data.json (or --samples-file) in one commit.")
+    @OptionGroup var global: GlobalOptions
+    @Flag(help: "Load the sample sessions, chats, missions and assets.") var samples = false
+    @Option(help: "A sample bundle to load instead of Samples/sample-data.json.") var samplesFile: String?
+
+    func run() throws {
+        try global.run(create: true) { store in
+            var loaded = 0
+            if samples || samplesFile != nil {
+                guard let path = samplesFile ?? Self.findSamples() else {
+                    throw ChatSyncError.invalid(field: "samples-file", rule: "Samples/sample-data.json was not found next to this program; give --samples-file PATH")
+                }
+                guard let data = FileManager.default.contents(atPath: path) else {
+                    throw ChatSyncError.invalid(field: "samples-file", rule: "cannot read \(path)")
+                }
+                loaded = try store.load(data, name: "samples")
+            }
+            let head = try store.head()?.hex ?? "-"
+            try global.emit(["store": store.path, "head": head, "loaded": "\(loaded)"],
+                            "store \(store.path) ready (HEAD \(head.prefix(10)))" + (loaded > 0 ? "; loaded \(loaded) sample documents" : ""))
+        }
+    }
+
+    /// Looks for Samples/sample-data.json: $CHATSYNC_SAMPLES, the current folder, then the folders above this program.
+    static func findSamples() -> String? {
+        let fm = FileManager.default
+        if let env = ProcessInfo.processInfo.environment["CHATSYNC_SAMPLES"], fm.fileExists(atPath: env) { return env }
+        var candidates = [fm.currentDirectoryPath]
+        var dir = URL(fileURLWithPath: (try? fm.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]).deletingLastPathComponent()
+        for _ in 0..<6 { candidates.append(dir.path); dir = dir.deletingLastPathComponent() }
+        return candidates.map { $0 + "/Samples/sample-data.json" }.first { fm.fileExists(atPath: $0) }
+    }
+}
+
+struct LogCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "log", abstract: "Recent changes, newest first.")
+    @OptionGroup var global: GlobalOptions
+    @Option(name: .short, help: "How many commits.") var n: Int = 20
+
+    func run() throws {
+        try global.run { store in
+            let entries = try store.log(limit: n)
+            try global.emit(entries, entries.map { "\($0.commit.prefix(10))  \($0.time)  \($0.author)  \($0.summary)" }.joined(separator: "\n"))
+        }
+    }
+}
+
+struct VerifyCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "verify",
+        abstract: "Check the store's integrity: format, every document valid, references whole, sequence numbers gap-free.")
+    @OptionGroup var global: GlobalOptions
+
+    func run() throws {
+        try global.run { store in
+            let report = try store.verify()
+            let counts = report.documents.sorted { $0.key < $1.key }.map { "\($0.value) \($0.key)" }.joined(separator: ", ")
+            try global.emit(report, report.ok
+                ? "ok: \(counts.isEmpty ? "no documents" : counts) at \(report.commit?.prefix(10) ?? "-")"
+                : "\(report.problems.count) problem(s):\n" + report.problems.map { "  \($0)" }.joined(separator: "\n"))
+            if !report.ok { throw ExitCode(1) }
+        }
+    }
+}

@@ -1,0 +1,21 @@
+import ArgumentParser
+import ChatSync
+import Foundation
+
+struct ChatSyncCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "chatsync",
+        abstract: "AI-assistant chat sessions, chats and missions as JSON documents in git.",
+        discussion: """
+        Every change is one git commit. The store is a git repository whose work tree holds one
+        pretty-printed JSON file per document. See README.md and Store/FORMAT.md.
+        """,
+        subcommands: [
+            InitCommand.self, SessionCommand.self, ChatCommand.self, MessageCommand.self,
+            MissionCommand.self, HopCommand.self, StepCommand.self, AssetCommand.self,
+            LogCommand.self, VerifyCommand.self,
+        ]
+    )
+}
+
+ChatSyncCommand.main()
