@@ -33,7 +33,8 @@ let package = Package(
         ),
         .executableTarget(name: "chatsync-bench", dependencies: ["ChatSync", "GitKit"]),
         .testTarget(name: "GitKitTests", dependencies: ["GitKit"]),
-        .testTarget(name: "ChatSyncTests", dependencies: ["ChatSync", "GitKit"], resources: []),
-        .testTarget(name: "CLITests", dependencies: ["ChatSync"]),
+        .testTarget(name: "ChatSyncTests", dependencies: ["ChatSync", "GitKit"]),
+        // Depends on the executable so that `swift test` builds it; the tests run the binary.
+        .testTarget(name: "CLITests", dependencies: ["ChatSync", "chatsync"]),
     ]
 )

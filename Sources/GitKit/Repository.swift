@@ -407,11 +407,21 @@ public final class Repository: @unchecked Sendable {
 
     // MARK: config
 
-    /// A string from the repository's config (with the global and system config behind it), or nil.
-    public func configString(_ key: String) throws -> String? {
-        var config: OpaquePointer?
-        try check(git_repository_config_snapshot(&config, pointer), "read config")
-        defer { git_config_free(config) }
+    /// A string from the repository's config (with the global and system config behind it
+    /// unless `localOnly`), or nil.
+    public func configString(_ key: String, localOnly: Bool = false) throws -> String? {
+        var full: OpaquePointer?
+        try check(git_repository_config_snapshot(&full, pointer), "read config")
+        defer { git_config_free(full) }
+        var config = full
+        var local: OpaquePointer?
+        if localOnly {
+            let code = git_config_open_level(&local, full, GIT_CONFIG_LEVEL_LOCAL)
+            if code == GIT_ENOTFOUND.rawValue { return nil }
+            try check(code, "open local config")
+            config = local
+        }
+        defer { if let local { git_config_free(local) } }
         var buf = git_buf()
         let code = git_config_get_string_buf(&buf, config, key)
         if code == GIT_ENOTFOUND.rawValue { return nil }

@@ -25,23 +25,19 @@ func rejectUnknownKeys(_ decoder: Decoder, _ known: [String]) throws {
 /// trailing newline, so that the same document always has the same bytes and diffs show only
 /// what changed.
 public enum DocumentCoding {
-    public static func makeEncoder() -> JSONEncoder {
-        let e = JSONEncoder()
-        e.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return e
-    }
-
     public static func makeDecoder(strict: Bool = false) -> JSONDecoder {
         let d = JSONDecoder()
         if strict { d.userInfo[.strictKeys] = true }
         return d
     }
 
-    /// The stored bytes of any encodable value.
+    /// The stored bytes of any encodable value, in canonical form (`CanonicalJSON`).
     public static func encode<T: Encodable>(_ value: T) throws -> Data {
-        var data = try makeEncoder().encode(value)
-        data.append(0x0A)
-        return data
+        if let v = value as? JSONValue { return CanonicalJSON.serialize(v) }
+        let compact = JSONEncoder()
+        compact.outputFormatting = [.sortedKeys]
+        let tree = try JSONDecoder().decode(JSONValue.self, from: compact.encode(value))
+        return CanonicalJSON.serialize(tree)
     }
 
     /// Reads a document written by chatsync (lenient about unknown fields, so that newer

@@ -46,7 +46,10 @@ public enum ChatSyncError: Error, CustomStringConvertible, Sendable, Equatable {
 func describeDecodingError(_ error: Error) -> String {
     guard let e = error as? DecodingError else { return "\(error)" }
     func path(_ p: [CodingKey]) -> String {
-        p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        p.reduce("") { acc, key in
+            if let i = key.intValue { return acc + "[\(i)]" }
+            return acc.isEmpty ? key.stringValue : acc + "." + key.stringValue
+        }
     }
     switch e {
     case .keyNotFound(let key, let ctx): return "\(path(ctx.codingPath + [key])) is required"
@@ -64,7 +67,10 @@ func invalidInput(from error: Error, document: String) -> ChatSyncError {
     if let e = error as? ChatSyncError { return e }
     guard let e = error as? DecodingError else { return .invalid(field: document, rule: "\(error)") }
     func path(_ p: [CodingKey]) -> String {
-        p.map { $0.intValue.map { "[\($0)]" } ?? $0.stringValue }.joined(separator: ".")
+        p.reduce("") { acc, key in
+            if let i = key.intValue { return acc + "[\(i)]" }
+            return acc.isEmpty ? key.stringValue : acc + "." + key.stringValue
+        }
     }
     switch e {
     case .keyNotFound(let key, let ctx):

@@ -6,6 +6,7 @@ public struct CleanupReport: Codable, Sendable, Equatable {
     public var abandoned: [String]
     /// Completed or abandoned sessions older than the threshold, now archived.
     public var archived: [String]
+    public init(abandoned: [String], archived: [String]) { self.abandoned = abandoned; self.archived = archived }
 }
 
 extension Store {

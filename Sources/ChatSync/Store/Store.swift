@@ -17,7 +17,8 @@ public struct StoreOptions: Sendable {
     /// Fsync objects and refs before a change is acknowledged. On by default.
     /// (libgit2's fsync switch is process-wide: the last store opened sets it.)
     public var durable: Bool = true
-    /// The author of commits; nil: the store's git config `user.name`/`user.email`, else `Identity.default`.
+    /// The author of commits. Left at `Identity.default`, the store's own git config
+    /// (`.git/config` `user.name` and `user.email`) is used when it sets both.
     public var identity: Identity = .default
     public var limits: DocumentLimits = .default
     /// A git lock file older than this many seconds was left by a crashed process and is removed.
@@ -73,7 +74,8 @@ public final class Store: @unchecked Sendable {
         var opts = options
         let repo = try wrapGit { try Repository.open(absolute) }
         if opts.identity == .default,
-           let name = try? repo.configString("user.name"), let email = try? repo.configString("user.email") {
+           let name = try? repo.configString("user.name", localOnly: true),
+           let email = try? repo.configString("user.email", localOnly: true) {
             opts.identity = Identity(name: name, email: email)
         }
         let store = try Store(path: absolute, options: opts, gitDir: repo.gitDir)

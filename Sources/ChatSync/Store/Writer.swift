@@ -50,7 +50,8 @@ final class Writer: @unchecked Sendable {
         gitDir = repo.gitDir
         self.summaries = summaries
         worktree = repo.isBare ? nil : try WorkTreeSync(gitDir: repo.gitDir, options: options)
-        let t = Thread { [unowned self] in self.run() }
+        // The thread keeps the writer alive until `stop()` lets it drain the queue and exit.
+        let t = Thread { self.run() }
         t.name = "chatsync-writer"
         thread = t
         t.start()

@@ -1,0 +1,372 @@
+import ChatSync
+import Foundation
+import GitKit
+import Synchronization
+import XCTest
+
+final class StoreTests: XCTestCase {
+    func testSessionCreatesItsChatAndCompletesTheUsersOtherActiveSessions() throws {
+        let store = try makeStore(self)
+        let s1 = try store.createSession(userID: "alice")
+        XCTAssertEqual(s1.name, "Session 1")
+        XCTAssertEqual(s1.status, .active)
+        let chat = try store.chat(s1.chatID)
+        XCTAssertEqual(chat.title, "Session 1")
+        XCTAssertEqual(chat.userID, "alice")
+        XCTAssertEqual(chat.contextData, .emptyObject)
+        let s2 = try store.createSession(userID: "alice", name: "Planning", chatID: s1.chatID)
+        XCTAssertEqual(s2.chatID, s1.chatID)
+        XCTAssertEqual(try store.session(s1.id).status, .completed)
+        let bob = try store.createSession(userID: "bob")
+        XCTAssertEqual(bob.name, "Session 1")
+        XCTAssertEqual(try store.session(s2.id).status, .active, "another user's session does not touch alice's")
+        XCTAssertEqual(try store.listSessions(userID: "alice").map(\.id).sorted(), [s1.id, s2.id].sorted())
+        XCTAssertEqual(try store.listSessions(userID: "alice", status: .active).map(\.id), [s2.id])
+        let third = try store.createSession(userID: "alice")
+        XCTAssertEqual(third.name, "Session 3")
+    }
+
+    func testActiveSessionIsTheNewestActiveAndIsTouched() throws {
+        let store = try makeStore(self)
+        XCTAssertNil(try store.activeSession(userID: "nobody"))
+        let s = try store.createSession(userID: "alice")
+        usleep(5_000)
+        let recovered = try XCTUnwrap(try store.activeSession(userID: "alice"))
+        XCTAssertEqual(recovered.id, s.id)
+        XCTAssertGreaterThan(recovered.lastActivityAt, s.lastActivityAt)
+        XCTAssertEqual(try store.session(s.id).lastActivityAt, recovered.lastActivityAt)
+    }
+
+    func testSessionLifecycleAndCleanup() throws {
+        let store = try makeStore(self)
+        let a = try store.createSession(userID: "u1")
+        let b = try store.createSession(userID: "u2")
+        let c = try store.createSession(userID: "u3")
+        XCTAssertEqual(try store.completeSession(a.id).status, .completed)
+        try assertRefused(store, code: "conflict") { _ = try store.completeSession(a.id) }
+        XCTAssertEqual(try store.abandonSession(b.id).status, .abandoned)
+        XCTAssertGreaterThanOrEqual(try store.touchSession(c.id).lastActivityAt, c.lastActivityAt)
+        usleep(5_000)
+        // Nothing is idle for a day: nothing changes, and no commit is made.
+        let before = try store.commitCount()
+        XCTAssertEqual(try store.cleanupSessions(idleAfter: 86_400, archiveAfter: 86_400), CleanupReport(abandoned: [], archived: []))
+        XCTAssertEqual(try store.commitCount(), before)
+        let r = try store.cleanupSessions(idleAfter: 0.001, archiveAfter: 0.001)
+        XCTAssertEqual(r.abandoned, [c.id])
+        XCTAssertEqual(r.archived.sorted(), [a.id, b.id].sorted())
+        XCTAssertEqual(try store.commitCount(), before + 1)
+        XCTAssertEqual(try store.archiveSession(c.id).status, .archived)
+        try assertRefused(store, code: "conflict") { _ = try store.touchSession(c.id) }
+    }
+
+    func testAppendNumbersMessagesAndKeepsTimeOrder() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "alice", title: "t")
+        var last: Timestamp?
+        for i in 1...5 {
+            let m = try store.appendMessage(chatID: chat.id, role: i % 2 == 0 ? .assistant : .user, content: "m\(i)")
+            XCTAssertEqual(m.sequenceOrder, i)
+            if let last { XCTAssertGreaterThan(m.createdAt, last) }
+            last = m.createdAt
+        }
+        let all = try store.listMessages(chatID: chat.id)
+        XCTAssertEqual(all.map(\.sequenceOrder), [1, 2, 3, 4, 5])
+        XCTAssertEqual(all.map(\.content), ["m1", "m2", "m3", "m4", "m5"])
+        XCTAssertEqual(try store.listMessages(chatID: chat.id, after: 2, limit: 2).map(\.sequenceOrder), [3, 4])
+        XCTAssertEqual(try store.listMessages(chatID: chat.id, after: 5).count, 0)
+        XCTAssertEqual(try store.listMessages(chatID: chat.id, limit: 0).count, 0)
+    }
+
+    func testAppendAfterAMessageFromAFastClockStaysAfterIt() throws {
+        let store = try makeStore(self)
+        let future = Timestamp(milliseconds: Timestamp.now().milliseconds + 3_600_000)
+        let bundle = """
+        {"chats":[{"id":"c1","user_id":"u","context_data":{},"created_at":"\(future.rfc3339)","updated_at":"\(future.rfc3339)"}],
+         "messages":[{"id":"m1","chat_id":"c1","sequence_order":1,"role":"user","content":"from a machine whose clock is ahead",
+                      "message_metadata":{},"created_at":"\(future.rfc3339)"}]}
+        """
+        try store.load(Data(bundle.utf8))
+        let reply = try store.appendMessage(chatID: "c1", role: .assistant, content: "reply")
+        XCTAssertEqual(reply.createdAt, future.adding(milliseconds: 1))
+        XCTAssertEqual(reply.sequenceOrder, 2)
+        XCTAssertEqual(try store.listMessages(chatID: "c1").map(\.id), ["m1", reply.id])
+    }
+
+    func testEditSetsUpdatedAtAndKeepsOrder() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let m = try store.appendMessage(chatID: chat.id, role: .assistant, content: "draft")
+        XCTAssertNil(m.updatedAt)
+        let edited = try store.editMessage(chatID: chat.id, id: m.id, content: "final", metadata: .object(["model": .string("x")]))
+        XCTAssertEqual(edited.content, "final")
+        XCTAssertNotNil(edited.updatedAt)
+        XCTAssertEqual(edited.sequenceOrder, 1)
+        XCTAssertEqual(edited.createdAt, m.createdAt)
+        XCTAssertEqual(try store.message(chatID: chat.id, id: m.id), edited)
+        try assertRefused(store, field: "content") { _ = try store.editMessage(chatID: chat.id, id: m.id) }
+        try assertRefused(store, code: "not_found") { _ = try store.editMessage(chatID: chat.id, id: "missing", content: "x") }
+    }
+
+    func testEveryChangeIsOneCommitWithAReadableMessageAndACleanWorkTree() throws {
+        let store = try makeStore(self)
+        let c0 = try store.commitCount()
+        let s = try store.createSession(userID: "alice")
+        XCTAssertEqual(try store.commitCount(), c0 + 1)
+        let m = try store.appendMessage(chatID: s.chatID, role: .user, content: "hi")
+        XCTAssertEqual(try store.commitCount(), c0 + 2)
+        _ = try store.updateChat(s.chatID, patch: ["title": .string("Renamed")])
+        XCTAssertEqual(try store.commitCount(), c0 + 3)
+        // An update that changes nothing commits nothing.
+        _ = try store.updateChat(s.chatID, patch: ["title": .string("Renamed")])
+        XCTAssertEqual(try store.commitCount(), c0 + 3)
+        let log = try git(store.path, "log", "--format=%an <%ae>|%s").out
+        XCTAssertTrue(log.contains("add message #1 (user)"), log)
+        XCTAssertTrue(log.contains("chatsync <chatsync@localhost>|session"), log)
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+        XCTAssertEqual(try git(store.path, "fsck", "--strict").status, 0)
+        // The work tree holds the document, byte for byte as committed.
+        let onDisk = FileManager.default.contents(atPath: store.path + "/" + Layout.message(s.chatID, m.id))
+        XCTAssertEqual(onDisk, try DocumentCoding.encode(m))
+        XCTAssertEqual(try git(store.path, "show", "HEAD:" + Layout.chat(s.chatID)).out.contains("\"title\": \"Renamed\""), true)
+    }
+
+    func testConfiguredIdentityAuthorsCommits() throws {
+        let store = try makeStore(self) { $0.identity = Identity(name: "Ada", email: "ada@example.com") }
+        _ = try store.createChat(userID: "u")
+        XCTAssertEqual(try git(store.path, "log", "-1", "--format=%an <%ae>").out, "Ada <ada@example.com>\n")
+    }
+
+    func testConcurrentAppendsFromManyThreadsAreGapFree() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let before = try store.commitCount()
+        let threads = 8, each = 25
+        let failures = Mutex<[String]>([])
+        DispatchQueue.concurrentPerform(iterations: threads) { t in
+            for i in 0..<each {
+                do { _ = try store.appendMessage(chatID: chat.id, role: .user, content: "t\(t) #\(i)") } catch {
+                    failures.withLock { $0.append("\(error)") }
+                }
+            }
+        }
+        XCTAssertEqual(failures.withLock { $0 }, [])
+        let all = try store.listMessages(chatID: chat.id)
+        XCTAssertEqual(all.map(\.sequenceOrder), Array(1...(threads * each)))
+        XCTAssertEqual(try store.commitCount(), before + threads * each)
+        XCTAssertTrue(try store.verify().ok)
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+    }
+
+    func testTwoStoreHandlesActLikeTwoProcessesAndLoseNothing() throws {
+        let first = try makeStore(self)
+        let second = try Store.open(at: first.path, options: first.options)
+        let chat = try first.createChat(userID: "u")
+        DispatchQueue.concurrentPerform(iterations: 2) { i in
+            let s = i == 0 ? first : second
+            for n in 0..<30 { _ = try? s.appendMessage(chatID: chat.id, role: .user, content: "\(i)-\(n)") }
+        }
+        let all = try first.listMessages(chatID: chat.id)
+        XCTAssertEqual(all.count, 60)
+        XCTAssertEqual(all.map(\.sequenceOrder), Array(1...60))
+        XCTAssertTrue(try second.verify().ok)
+    }
+
+    func testChatsUpdateAndDelete() throws {
+        let store = try makeStore(self)
+        let s = try store.createSession(userID: "u")
+        _ = try store.appendMessage(chatID: s.chatID, role: .user, content: "x")
+        let updated = try store.updateChat(s.chatID, patch: ["context_data": .object(["k": .int(1)])])
+        XCTAssertEqual(updated.contextData, .object(["k": .int(1)]))
+        XCTAssertGreaterThanOrEqual(updated.updatedAt, updated.createdAt)
+        try assertRefused(store, code: "conflict") { try store.deleteChat(s.chatID) }
+        let other = try store.createChat(userID: "u", title: "other")
+        _ = try store.updateSession(s.id, patch: ["chat_id": .string(other.id)])
+        try store.deleteChat(s.chatID)
+        try assertRefused(store, code: "not_found") { _ = try store.chat(s.chatID) }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store.path + "/" + Layout.chatDir(s.chatID)))
+        XCTAssertEqual(try store.listChats().map(\.id), [other.id])
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+    }
+
+    func testMissionsHopsAndToolSteps() throws {
+        let store = try makeStore(self)
+        let m = try store.createMission(userID: "u", name: "Analyse sales", successCriteria: ["a chart"])
+        XCTAssertEqual(m.status, .awaitingApproval)
+        let h1 = try store.addHop(missionID: m.id, name: "Collect")
+        let h2 = try store.addHop(missionID: m.id, name: "Plot")
+        let h0 = try store.addHop(missionID: m.id, name: "Plan", sequenceOrder: 1)
+        XCTAssertEqual(try store.listHops(missionID: m.id).map(\.name), ["Plan", "Collect", "Plot"])
+        XCTAssertEqual(try store.listHops(missionID: m.id).map(\.sequenceOrder), [1, 2, 3])
+        _ = try store.reorderHops(missionID: m.id, order: [h2.id, h1.id, h0.id])
+        XCTAssertEqual(try store.listHops(missionID: m.id).map(\.id), [h2.id, h1.id, h0.id])
+        try assertRefused(store, field: "order") { _ = try store.reorderHops(missionID: m.id, order: [h2.id, h1.id]) }
+        let s1 = try store.addToolStep(hopID: h1.id, toolID: "sql", name: "query")
+        let s2 = try store.addToolStep(hopID: h1.id, toolID: "csv", name: "export")
+        XCTAssertEqual([s1.sequenceOrder, s2.sequenceOrder], [1, 2])
+        XCTAssertEqual(try store.hop(h1.id).missionID, m.id)
+        let running = try store.setToolStepStatus(s1.id, .executing)
+        XCTAssertNotNil(running.startedAt)
+        XCTAssertNil(running.completedAt)
+        XCTAssertNotNil(try store.setToolStepStatus(s1.id, .completed).completedAt)
+        _ = try store.reorderToolSteps(hopID: h1.id, order: [s2.id, s1.id])
+        XCTAssertEqual(try store.listToolSteps(hopID: h1.id).map(\.id), [s2.id, s1.id])
+        let withHop = try store.updateMission(m.id, patch: ["current_hop_id": .string(h1.id)])
+        XCTAssertEqual(withHop.currentHopID, h1.id)
+        try assertRefused(store, field: "current_hop_id") { _ = try store.updateMission(m.id, patch: ["current_hop_id": .string("nope")]) }
+        let full = try store.missionFull(m.id)
+        XCTAssertEqual(full.hops.map(\.hop.id), [h2.id, h1.id, h0.id])
+        XCTAssertEqual(full.hops[1].toolSteps.map(\.id), [s2.id, s1.id])
+        XCTAssertEqual(try store.setMissionStatus(m.id, .inProgress).status, .inProgress)
+        XCTAssertEqual(try store.setHopStatus(h2.id, .executing).status, .executing)
+        try store.deleteToolStep(s2.id)
+        XCTAssertEqual(try store.listToolSteps(hopID: h1.id).map(\.sequenceOrder), [1])
+        try store.deleteHop(h1.id)
+        XCTAssertNil(try store.mission(m.id).currentHopID)
+        XCTAssertEqual(try store.listHops(missionID: m.id).map(\.sequenceOrder), [1, 2])
+        try assertRefused(store, code: "not_found") { _ = try store.toolStep(s1.id) }
+        let report = try store.verify()
+        XCTAssertTrue(report.ok, "\(report.problems)")
+    }
+
+    func testAssetsAndMissionDeletion() throws {
+        let store = try makeStore(self)
+        let m = try store.createMission(userID: "u", name: "M")
+        let h = try store.addHop(missionID: m.id, name: "H")
+        let a1 = try store.createAsset(userID: "u", name: "input", schemaDefinition: .object(["type": .string("object")]), scopeType: .mission, scopeID: m.id, role: .input)
+        let a2 = try store.createAsset(userID: "u", name: "chart", schemaDefinition: .emptyObject, scopeType: .hop, scopeID: h.id, role: .output, content: .string("png"))
+        XCTAssertEqual(try store.listAssets(scopeType: .hop, scopeID: h.id).map(\.id), [a2.id])
+        XCTAssertEqual(try store.updateAsset(a1.id, patch: ["status": .string("ready")]).status, .ready)
+        try assertRefused(store, field: "scope_id") {
+            _ = try store.createAsset(userID: "u", name: "x", schemaDefinition: .emptyObject, scopeType: .hop, scopeID: "nohop", role: .input)
+        }
+        try assertRefused(store, field: "status") { _ = try store.updateAsset(a1.id, patch: ["status": .string("shiny")]) }
+        let s = try store.createSession(userID: "u", missionID: m.id)
+        XCTAssertEqual(s.missionID, m.id)
+        try store.deleteMission(m.id)
+        XCTAssertNil(try store.session(s.id).missionID)
+        XCTAssertEqual(try store.listAssets().count, 0)
+        let lone = try store.createMission(userID: "u", name: "N")
+        let a3 = try store.createAsset(userID: "u", name: "y", schemaDefinition: .emptyObject, scopeType: .mission, scopeID: lone.id, role: .intermediate)
+        try store.deleteAsset(a3.id)
+        try assertRefused(store, code: "not_found") { _ = try store.asset(a3.id) }
+        XCTAssertTrue(try store.verify().ok)
+    }
+
+    func testBadInputIsRefusedWithTheFieldAndNothingIsWritten() throws {
+        let store = try makeStore(self) { $0.limits.maxContentBytes = 100 }
+        let chat = try store.createChat(userID: "u")
+        // Ids that could reach outside their folder, or break the pattern.
+        for bad in ["../etc", "a/b", "", ".hidden", "-x", String(repeating: "a", count: 65), "spa ce", "ü"] {
+            try assertRefused(store, field: "id") { _ = try store.createChat(userID: "u", id: bad) }
+        }
+        try assertRefused(store, field: "chat_id") { _ = try store.appendMessage(chatID: "../../x", role: .user, content: "x") }
+        // Unknown enum values.
+        try assertRefused(store, field: "role") { _ = try MessageRole.parse("robot", field: "role") }
+        try assertRefused(store, field: "status") { _ = try store.updateChat(chat.id, patch: ["status": .string("x")]) }
+        let s = try store.createSession(userID: "u", chatID: chat.id)
+        try assertRefused(store, field: "status") { _ = try store.updateSession(s.id, patch: ["status": .string("sleeping")]) }
+        // Oversize content.
+        try assertRefused(store, field: "content") { _ = try store.appendMessage(chatID: chat.id, role: .user, content: String(repeating: "x", count: 101)) }
+        // Malformed JSON for metadata or context.
+        try assertRefused(store, field: "message_metadata") { _ = try JSONValue.parseObject("{not json", field: "message_metadata") }
+        try assertRefused(store, field: "context_data") { _ = try JSONValue.parseObject("[1,2]", field: "context_data") }
+        try assertRefused(store, field: "context_data") { _ = try store.updateChat(chat.id, patch: ["context_data": .string("text")]) }
+        try assertRefused(store, field: "message_metadata") { _ = try store.appendMessage(chatID: chat.id, role: .user, content: "x", metadata: .int(3)) }
+        // Names and titles over 255 characters; empty required names.
+        try assertRefused(store, field: "title") { _ = try store.createChat(userID: "u", title: String(repeating: "t", count: 256)) }
+        try assertRefused(store, field: "name") { _ = try store.createMission(userID: "u", name: "  ") }
+        try assertRefused(store, field: "user_id") { _ = try store.createSession(userID: "") }
+        // References that do not exist.
+        try assertRefused(store, code: "not_found") { _ = try store.appendMessage(chatID: "nochat", role: .user, content: "x") }
+        try assertRefused(store, code: "not_found") { _ = try store.createSession(userID: "u", missionID: "nomission") }
+        try assertRefused(store, code: "not_found") { _ = try store.createSession(userID: "u", chatID: "nochat") }
+        try assertRefused(store, code: "not_found") { _ = try store.updateSession(s.id, patch: ["mission_id": .string("nomission")]) }
+        // Unknown and read-only fields in an update.
+        try assertRefused(store, field: "titel") { _ = try store.updateChat(chat.id, patch: ["titel": .string("x")]) }
+        try assertRefused(store, field: "created_at") { _ = try store.updateChat(chat.id, patch: ["created_at": .string("2026-01-01T00:00:00.000Z")]) }
+        // Duplicates.
+        try assertRefused(store, code: "conflict") { _ = try store.createChat(userID: "u", id: chat.id) }
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+    }
+
+    func testLoadRefusesABundleWithAnyBadDocumentAndWritesNothing() throws {
+        let store = try makeStore(self)
+        let bad = """
+        {"chats":[{"id":"c1","user_id":"u","created_at":"2026-11-20T10:00:00.000Z","updated_at":"2026-11-20T10:00:00.000Z"}],
+         "sessions":[{"id":"s1","user_id":"u","chat_id":"c2","created_at":"2026-11-20T10:00:00.000Z","updated_at":"2026-11-20T10:00:00.000Z","last_activity_at":"2026-11-20T10:00:00.000Z"}]}
+        """
+        try assertRefused(store, field: "sessions.chat_id") { try store.load(Data(bad.utf8)) }
+        try assertRefused(store, field: "chats[0].created_at") { try store.load(Data(#"{"chats":[{"id":"c1","user_id":"u","created_at":"yesterday","updated_at":"2026-11-20T10:00:00.000Z"}]}"#.utf8)) }
+        try assertRefused(store, field: "colour") { try store.load(Data(#"{"chats":[{"id":"c1","user_id":"u","colour":"red","created_at":"2026-11-20T10:00:00.000Z","updated_at":"2026-11-20T10:00:00.000Z"}]}"#.utf8)) }
+    }
+
+    func testSamplesLoadAndVerify() throws {
+        let store = try makeStore(self)
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: repositoryRoot + "/Samples/sample-data.json"))
+        let n = try store.load(data, name: "samples")
+        XCTAssertGreaterThan(n, 20)
+        let report = try store.verify()
+        XCTAssertTrue(report.ok, "\(report.problems)")
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+    }
+
+    func testVerifyReportsAHandCommittedBrokenDocument() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let path = store.path + "/" + Layout.chat(chat.id)
+        try Data(#"{"id":"\#(chat.id)","user_id":"u","created_at":"nope","updated_at":"2026-11-20T10:00:00.000Z"}"#.utf8).write(to: URL(fileURLWithPath: path))
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: store.path + "/stray.json"))
+        try git(store.path, "add", "-A")
+        XCTAssertEqual(try git(store.path, "commit", "-qm", "hand edit").status, 0)
+        let report = try store.verify()
+        XCTAssertFalse(report.ok)
+        XCTAssertTrue(report.problems.contains { $0.path == Layout.chat(chat.id) && $0.problem.contains("created_at") }, "\(report.problems)")
+        XCTAssertTrue(report.problems.contains { $0.path == "stray.json" }, "\(report.problems)")
+    }
+
+    func testAStaleLockLeftByACrashIsCleared() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let lock = store.path + "/.git/refs/heads/main.lock"
+        XCTAssertTrue(FileManager.default.createFile(atPath: lock, contents: Data()))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: lock)
+        let indexLock = store.path + "/.git/index.lock"
+        XCTAssertTrue(FileManager.default.createFile(atPath: indexLock, contents: Data()))
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: indexLock)
+        let m = try store.appendMessage(chatID: chat.id, role: .user, content: "after a crash")
+        XCTAssertEqual(m.sequenceOrder, 1)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: lock))
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+    }
+
+    func testOpeningRefusesWhatIsNotAStoreOrIsNewer() throws {
+        let dir = NSTemporaryDirectory() + "chatsync-plain-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertThrowsError(try Store.open(at: dir)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "bad_store") }
+        try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        try git(dir, "init", "-q", "-b", "main")
+        try Data("x\n".utf8).write(to: URL(fileURLWithPath: dir + "/readme.txt"))
+        try git(dir, "add", "-A")
+        try git(dir, "commit", "-qm", "not a store")
+        XCTAssertThrowsError(try Store.open(at: dir)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "bad_store") }
+        try Data(#"{"format": "chatsync", "version": 99}"#.utf8).write(to: URL(fileURLWithPath: dir + "/chatsync.json"))
+        try git(dir, "add", "-A")
+        try git(dir, "commit", "-qm", "future")
+        XCTAssertThrowsError(try Store.open(at: dir)) { XCTAssertTrue("\($0)".contains("newer")) }
+    }
+
+    func testTimestampsAndLayout() throws {
+        let t = try XCTUnwrap(Timestamp(rfc3339: "2026-11-23T03:27:50.123Z"))
+        XCTAssertEqual(t.rfc3339, "2026-11-23T03:27:50.123Z")
+        XCTAssertEqual(Timestamp(rfc3339: "2026-11-23T04:27:50.1+01:00")?.rfc3339, "2026-11-23T03:27:50.100Z")
+        XCTAssertEqual(Timestamp(rfc3339: "2024-02-29T00:00:00Z")?.rfc3339, "2024-02-29T00:00:00.000Z")
+        for bad in ["2026-02-30T00:00:00Z", "2026-11-23 03:27:50Z", "2026-11-23T03:27:50", "yesterday", "2026-13-01T00:00:00Z"] {
+            XCTAssertNil(Timestamp(rfc3339: bad), bad)
+        }
+        XCTAssertEqual(Timestamp(milliseconds: 0).rfc3339, "1970-01-01T00:00:00.000Z")
+        XCTAssertEqual(Layout.locate(Layout.message("c1", "m1")), .message(chatID: "c1", id: "m1"))
+        XCTAssertEqual(Layout.locate(Layout.step("m", "h", "s")), .toolStep(missionID: "m", hopID: "h", id: "s"))
+        XCTAssertNil(Layout.locate("sessions/00/x.json"), "a file in the wrong shard is not a document")
+        XCTAssertEqual(Layout.shard("abc").count, 2)
+    }
+}

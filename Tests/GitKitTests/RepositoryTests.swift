@@ -1,0 +1,125 @@
+import Foundation
+import GitKit
+import XCTest
+
+final class RepositoryTests: XCTestCase {
+    var dir: String!
+
+    override func setUpWithError() throws {
+        dir = NSTemporaryDirectory() + "gitkit-\(UUID().uuidString)"
+    }
+
+    override func tearDownWithError() throws {
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+
+    func git(_ args: String...) throws -> (String, Int32) {
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        p.arguments = ["-C", dir] + args
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let data = out.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        return (String(decoding: data, as: UTF8.self), p.terminationStatus)
+    }
+
+    func sig() -> Signature { Signature(name: "Test", email: "test@example.com", time: 1_700_000_000) }
+
+    func testCommitWithoutWorkTreeThenCheckout() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        let empty = try repo.emptyTree()
+        let blob = try repo.writeBlob(Data("hello\n".utf8))
+        let tree = try repo.updateTree(empty, [.upsert("a/b/c.txt", blob)])
+        let c1 = try repo.commit(repo.createCommit(tree: tree, parents: [], author: sig(), message: "first"))
+        try repo.compareAndSwapReference("refs/heads/main", to: c1.oid, expected: nil, message: "init")
+        XCTAssertEqual(try repo.referenceTarget("refs/heads/main"), c1.oid)
+        XCTAssertEqual(try repo.entry(in: tree, path: "a/b/c.txt")?.oid, blob)
+        XCTAssertNil(try repo.entry(in: tree, path: "a/nope"))
+        XCTAssertEqual(try repo.readBlob(blob), Data("hello\n".utf8))
+        try repo.checkout(from: empty, to: tree, paths: ["a/b/c.txt"])
+        XCTAssertEqual(FileManager.default.contents(atPath: dir + "/a/b/c.txt"), Data("hello\n".utf8))
+        let (status, _) = try git("status", "--porcelain")
+        XCTAssertEqual(status, "")
+        let (_, fsck) = try git("fsck", "--strict")
+        XCTAssertEqual(fsck, 0)
+    }
+
+    func testCompareAndSwapRefusesAStaleExpectation() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        let t = try repo.emptyTree()
+        let a = try repo.createCommit(tree: t, parents: [], author: sig(), message: "a")
+        let b = try repo.createCommit(tree: t, parents: [a], author: sig(), message: "b")
+        let c = try repo.createCommit(tree: t, parents: [a], author: sig(), message: "c")
+        try repo.compareAndSwapReference("refs/heads/main", to: a, expected: nil, message: "a")
+        XCTAssertThrowsError(try repo.compareAndSwapReference("refs/heads/main", to: b, expected: nil, message: "again")) {
+            XCTAssertTrue(($0 as? GitError)?.isModified == true)
+        }
+        try repo.compareAndSwapReference("refs/heads/main", to: b, expected: a, message: "b")
+        XCTAssertThrowsError(try repo.compareAndSwapReference("refs/heads/main", to: c, expected: a, message: "c")) {
+            XCTAssertTrue(($0 as? GitError)?.isModified == true, "\($0)")
+        }
+        XCTAssertEqual(try repo.referenceTarget("refs/heads/main"), b)
+    }
+
+    func testBufferedObjectsAreWrittenAsOnePack() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        var tree = try repo.emptyTree()
+        for i in 0..<20 {
+            tree = try repo.updateTree(tree, [.upsert("f/\(i).txt", repo.writeBlob(Data("file \(i)\n".utf8)))])
+        }
+        let c = try repo.createCommit(tree: tree, parents: [], author: sig(), message: "many")
+        XCTAssertTrue(try repo.flushObjects())
+        try repo.compareAndSwapReference("refs/heads/main", to: c, expected: nil, message: "many")
+        XCTAssertEqual(repo.packFiles().count, 1)
+        XCTAssertEqual(repo.looseObjectCount(), 0)
+        // A fresh handle (another reader) sees every object.
+        let other = try Repository.open(dir)
+        XCTAssertEqual(try other.readBlob(try other.entry(in: tree, path: "f/7.txt")!.oid), Data("file 7\n".utf8))
+        let (_, fsck) = try git("fsck", "--strict")
+        XCTAssertEqual(fsck, 0)
+        // Discarded objects never reach the disk.
+        _ = try repo.writeBlob(Data("dropped".utf8))
+        repo.discardBufferedObjects()
+        XCTAssertFalse(try repo.flushObjects())
+    }
+
+    func testMergePacksKeepsEveryObject() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        var tree = try repo.emptyTree()
+        var parent: OID?
+        for i in 0..<6 {
+            tree = try repo.updateTree(tree, [.upsert("n/\(i).txt", repo.writeBlob(Data("n \(i)\n".utf8)))])
+            let c = try repo.createCommit(tree: tree, parents: parent.map { [$0] } ?? [], author: sig(), message: "\(i)")
+            try repo.flushObjects()
+            try repo.compareAndSwapReference("refs/heads/main", to: c, expected: parent, message: "\(i)")
+            parent = c
+        }
+        XCTAssertEqual(repo.packFiles().count, 6)
+        try repo.mergePacks(repo.packFiles())
+        XCTAssertEqual(repo.packFiles().count, 1)
+        let (out, fsck) = try git("fsck", "--strict", "--no-dangling")
+        XCTAssertEqual(fsck, 0, out)
+        XCTAssertEqual(try repo.walk(from: parent!).count, 6)
+    }
+
+    func testRevparseAndDiff() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        let t0 = try repo.emptyTree()
+        let t1 = try repo.updateTree(t0, [.upsert("x.json", repo.writeBlob(Data("1".utf8))), .upsert("y.json", repo.writeBlob(Data("2".utf8)))])
+        let t2 = try repo.updateTree(t1, [.remove("x.json"), .upsert("y.json", repo.writeBlob(Data("3".utf8))), .upsert("z.json", repo.writeBlob(Data("4".utf8)))])
+        let c1 = try repo.createCommit(tree: t1, parents: [], author: sig(), message: "1")
+        let c2 = try repo.createCommit(tree: t2, parents: [c1], author: sig(), message: "2")
+        try repo.compareAndSwapReference("refs/heads/main", to: c2, expected: nil, message: "x")
+        XCTAssertEqual(try repo.revparse("HEAD~1"), c1)
+        XCTAssertEqual(try repo.revparse(String(c2.hex.prefix(8))), c2)
+        XCTAssertThrowsError(try repo.revparse("nope~3"))
+        let changes = try repo.diff(from: t1, to: t2).sorted { $0.path < $1.path }
+        XCTAssertEqual(changes.map(\.path), ["x.json", "y.json", "z.json"])
+        XCTAssertEqual(changes.map(\.status), [.deleted, .modified, .added])
+    }
+}
