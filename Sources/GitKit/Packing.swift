@@ -79,7 +79,7 @@ extension Repository {
             let rev = String(pack.packPath.dropLast(5)) + ".rev"
             unlink(rev)
         }
-        try check(git_odb_refresh_for(self), "refresh object database")
+        try check(refreshObjectDatabase(), "refresh object database")
     }
 
     /// Packs every object reachable from `tips` into one pack and removes the other packs and
@@ -105,7 +105,7 @@ extension Repository {
             unlink(pack.packPath)
         }
         try removeLooseObjects()
-        try check(git_odb_refresh_for(self), "refresh object database")
+        try check(refreshObjectDatabase(), "refresh object database")
     }
 
     /// Removes every loose object file (call only once a pack holds them all).
@@ -131,9 +131,3 @@ extension Repository {
     }
 }
 
-private func git_odb_refresh_for(_ repo: Repository) -> Int32 {
-    var odb: OpaquePointer?
-    guard git_repository_odb(&odb, repo.pointer) == 0 else { return -1 }
-    defer { git_odb_free(odb) }
-    return git_odb_refresh(odb)
-}

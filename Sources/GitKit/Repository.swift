@@ -58,6 +58,10 @@ public final class Repository: @unchecked Sendable {
     let pointer: OpaquePointer
     private var mempack: OpaquePointer?
     private var odbPointer: OpaquePointer?
+    /// The objects written to the in-memory buffer since the last flush.
+    private var buffered: [OID] = []
+
+    private func track(_ oid: OID) { if mempack != nil { buffered.append(oid) } }
 
     private init(pointer: OpaquePointer) { self.pointer = pointer }
 
@@ -105,6 +109,7 @@ public final class Repository: @unchecked Sendable {
             git_blob_create_from_buffer(&oid, pointer, buf.baseAddress, buf.count)
         }
         try check(code, "write blob")
+        track(OID(oid))
         return OID(oid)
     }
 
@@ -131,6 +136,7 @@ public final class Repository: @unchecked Sendable {
         defer { git_treebuilder_free(builder) }
         var oid = git_oid()
         try check(git_treebuilder_write(&oid, builder), "write empty tree")
+        track(OID(oid))
         return OID(oid)
     }
 
@@ -178,6 +184,30 @@ public final class Repository: @unchecked Sendable {
         return TreeEntry(name: name, oid: oid, kind: kind)
     }
 
+    /// Calls `body` with the id of every blob below a tree whose name ends with `suffix`, recursively,
+    /// without making strings of the names (the fast path for reading many documents).
+    public func forEachBlob(under treeOID: OID, suffix: String, _ body: (OID) throws -> Void) throws {
+        let tree = try lookupTree(treeOID)
+        defer { git_tree_free(tree) }
+        let suffixBytes = Array(suffix.utf8)
+        for i in 0..<git_tree_entrycount(tree) {
+            guard let e = git_tree_entry_byindex(tree, i) else { continue }
+            switch git_tree_entry_type(e) {
+            case GIT_OBJECT_TREE:
+                try forEachBlob(under: OID(git_tree_entry_id(e)!.pointee), suffix: suffix, body)
+            case GIT_OBJECT_BLOB:
+                let name = git_tree_entry_name(e)!
+                let n = strlen(name)
+                guard n >= suffixBytes.count else { continue }
+                var matches = true
+                for (k, c) in suffixBytes.enumerated() where UInt8(bitPattern: name[n - suffixBytes.count + k]) != c { matches = false; break }
+                if matches { try body(OID(git_tree_entry_id(e)!.pointee)) }
+            default:
+                continue
+            }
+        }
+    }
+
     /// Builds a new tree from `base` with `updates` applied; only the touched folders are rewritten.
     public func updateTree(_ base: OID, _ updates: [TreeUpdate]) throws -> OID {
         if updates.isEmpty { return base }
@@ -202,7 +232,23 @@ public final class Repository: @unchecked Sendable {
         }
         var out = git_oid()
         try check(git_tree_create_updated(&out, pointer, baseTree, raw.count, raw), "update tree \(base.short)")
-        return OID(out)
+        let root = OID(out)
+        if mempack != nil {
+            // git_tree_create_updated rewrites exactly the folders on the updated paths: remember them.
+            track(root)
+            var dirs = Set<String>()
+            for u in updates {
+                var path = Substring(u.path)
+                while let slash = path.lastIndex(of: "/") {
+                    path = path[..<slash]
+                    if !dirs.insert(String(path)).inserted { break }
+                }
+            }
+            for dir in dirs {
+                if let e = try entry(in: root, path: dir), e.kind == .tree { track(e.oid) }
+            }
+        }
+        return root
     }
 
     /// Writes a commit object (no reference moves).
@@ -226,6 +272,7 @@ public final class Repository: @unchecked Sendable {
             git_commit_create(&out, pointer, nil, authorSig, committerSig, "UTF-8", message, treeObj, buf.count, buf.baseAddress)
         }
         try check(code, "create commit")
+        track(OID(out))
         return OID(out)
     }
 
@@ -458,27 +505,40 @@ public final class Repository: @unchecked Sendable {
 
     /// Writes the objects buffered in memory as one pack and index (fsynced when fsync is on),
     /// then empties the buffer. Returns false when there was nothing to write.
+    ///
+    /// (libgit2's `git_mempack_dump` packs every commit with its whole tree, so its cost grows
+    /// with the repository; this packs only the objects written since the last flush.)
     @discardableResult
     public func flushObjects() throws -> Bool {
-        guard let mempack, let odbPointer else { return false }
-        let backend = UnsafeMutablePointer<git_odb_backend>(mempack)
-        var buf = git_buf()
-        try check(git_mempack_dump(&buf, pointer, backend), "dump in-memory pack")
-        defer { git_buf_dispose(&buf) }
-        // A pack with no objects is a 12-byte header plus a 20-byte trailer.
-        guard buf.size > 32 else { _ = git_mempack_reset(backend); return false }
-        var writepack: UnsafeMutablePointer<git_odb_writepack>?
-        try check(git_odb_write_pack(&writepack, odbPointer, nil, nil), "open pack writer")
-        defer { chatsync_writepack_free(writepack) }
-        var stats = git_indexer_progress()
-        try check(chatsync_writepack_append(writepack, buf.ptr, buf.size, &stats), "write pack")
-        try check(chatsync_writepack_commit(writepack, &stats), "index pack")
-        try check(git_mempack_reset(backend), "reset in-memory pack")
+        guard let mempack else { return false }
+        defer { buffered.removeAll(keepingCapacity: true) }
+        guard !buffered.isEmpty else { _ = git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)); return false }
+        var builder: OpaquePointer?
+        try check(git_packbuilder_new(&builder, pointer), "new pack builder")
+        defer { git_packbuilder_free(builder) }
+        _ = git_packbuilder_set_threads(builder, 1)
+        var seen = Set<OID>()
+        for oid in buffered where seen.insert(oid).inserted {
+            var raw = oid.raw
+            try check(git_packbuilder_insert(builder, &raw, nil), "add \(oid.short) to pack")
+        }
+        try check(git_packbuilder_write(builder, packDirectory, 0, nil, nil), "write pack")
+        try check(refreshObjectDatabase(), "refresh object database")
+        try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
         return true
+    }
+
+    func refreshObjectDatabase() -> Int32 {
+        if let odbPointer { return git_odb_refresh(odbPointer) }
+        var odb: OpaquePointer?
+        guard git_repository_odb(&odb, pointer) == 0 else { return -1 }
+        defer { git_odb_free(odb) }
+        return git_odb_refresh(odb)
     }
 
     /// Drops the objects buffered in memory without writing them.
     public func discardBufferedObjects() {
         if let mempack { _ = git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)) }
+        buffered.removeAll(keepingCapacity: true)
     }
 }

@@ -122,12 +122,41 @@ final class StoreTests: XCTestCase {
         let log = try git(store.path, "log", "--format=%an <%ae>|%s").out
         XCTAssertTrue(log.contains("add message #1 (user)"), log)
         XCTAssertTrue(log.contains("chatsync <chatsync@localhost>|session"), log)
+        store.syncWorkTree()
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
         XCTAssertEqual(try git(store.path, "fsck", "--strict").status, 0)
         // The work tree holds the document, byte for byte as committed.
+        store.syncWorkTree()
         let onDisk = FileManager.default.contents(atPath: store.path + "/" + Layout.message(s.chatID, m.id))
         XCTAssertEqual(onDisk, try DocumentCoding.encode(m))
         XCTAssertEqual(try git(store.path, "show", "HEAD:" + Layout.chat(s.chatID)).out.contains("\"title\": \"Renamed\""), true)
+    }
+
+    func testSynchronousWorkTreeShowsEachChangeBeforeItIsAcknowledged() throws {
+        let store = try makeStore(self) { $0.workTree = .synchronous }
+        let chat = try store.createChat(userID: "u")
+        for i in 0..<5 {
+            let m = try store.appendMessage(chatID: chat.id, role: .user, content: "\(i)")
+            // No syncWorkTree(): the file and the index are there when the append returns.
+            XCTAssertEqual(FileManager.default.contents(atPath: store.path + "/" + Layout.message(chat.id, m.id)), try DocumentCoding.encode(m))
+            XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+        }
+    }
+
+    func testBackgroundWorkTreeCatchesUpAndLeavesHandEditsAlone() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u", title: "original")
+        store.syncWorkTree()
+        // A hand edit of one file is never overwritten by a sync of other paths.
+        let chatFile = store.path + "/" + Layout.chat(chat.id)
+        let handEdited = Data("{\"hand\": true}\n".utf8)
+        try handEdited.write(to: URL(fileURLWithPath: chatFile))
+        var last: ChatMessage?
+        for i in 0..<30 { last = try store.appendMessage(chatID: chat.id, role: .user, content: "\(i)") }
+        store.syncWorkTree()
+        XCTAssertEqual(FileManager.default.contents(atPath: chatFile), handEdited)
+        XCTAssertNotNil(FileManager.default.contents(atPath: store.path + "/" + Layout.message(chat.id, last!.id)))
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, " M \(Layout.chat(chat.id))\n")
     }
 
     func testConfiguredIdentityAuthorsCommits() throws {
@@ -154,12 +183,14 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(all.map(\.sequenceOrder), Array(1...(threads * each)))
         XCTAssertEqual(try store.commitCount(), before + threads * each)
         XCTAssertTrue(try store.verify().ok)
+        store.syncWorkTree()
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
     }
 
     func testTwoStoreHandlesActLikeTwoProcessesAndLoseNothing() throws {
         let first = try makeStore(self)
         let second = try Store.open(at: first.path, options: first.options)
+        defer { second.close() }
         let chat = try first.createChat(userID: "u")
         DispatchQueue.concurrentPerform(iterations: 2) { i in
             let s = i == 0 ? first : second
@@ -183,8 +214,10 @@ final class StoreTests: XCTestCase {
         _ = try store.updateSession(s.id, patch: ["chat_id": .string(other.id)])
         try store.deleteChat(s.chatID)
         try assertRefused(store, code: "not_found") { _ = try store.chat(s.chatID) }
+        store.syncWorkTree()
         XCTAssertFalse(FileManager.default.fileExists(atPath: store.path + "/" + Layout.chatDir(s.chatID)))
         XCTAssertEqual(try store.listChats().map(\.id), [other.id])
+        store.syncWorkTree()
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
     }
 
@@ -286,6 +319,7 @@ final class StoreTests: XCTestCase {
         try assertRefused(store, field: "created_at") { _ = try store.updateChat(chat.id, patch: ["created_at": .string("2026-01-01T00:00:00.000Z")]) }
         // Duplicates.
         try assertRefused(store, code: "conflict") { _ = try store.createChat(userID: "u", id: chat.id) }
+        store.syncWorkTree()
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
     }
 
@@ -307,12 +341,14 @@ final class StoreTests: XCTestCase {
         XCTAssertGreaterThan(n, 20)
         let report = try store.verify()
         XCTAssertTrue(report.ok, "\(report.problems)")
+        store.syncWorkTree()
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
     }
 
     func testVerifyReportsAHandCommittedBrokenDocument() throws {
         let store = try makeStore(self)
         let chat = try store.createChat(userID: "u")
+        store.syncWorkTree()
         let path = store.path + "/" + Layout.chat(chat.id)
         try Data(#"{"id":"\#(chat.id)","user_id":"u","created_at":"nope","updated_at":"2026-11-20T10:00:00.000Z"}"#.utf8).write(to: URL(fileURLWithPath: path))
         try Data("{}".utf8).write(to: URL(fileURLWithPath: store.path + "/stray.json"))
@@ -336,6 +372,7 @@ final class StoreTests: XCTestCase {
         let m = try store.appendMessage(chatID: chat.id, role: .user, content: "after a crash")
         XCTAssertEqual(m.sequenceOrder, 1)
         XCTAssertFalse(FileManager.default.fileExists(atPath: lock))
+        store.syncWorkTree()
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
     }
 

@@ -5,11 +5,15 @@ import XCTest
 /// A store in a fresh temporary folder, removed at the end of the test.
 func makeStore(_ test: XCTestCase, durable: Bool = false, configure: (inout StoreOptions) -> Void = { _ in }) throws -> Store {
     let dir = NSTemporaryDirectory() + "chatsync-test-\(UUID().uuidString)"
-    test.addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
     var o = StoreOptions()
     o.durable = durable
     configure(&o)
-    return try Store.open(at: dir, options: o, create: true)
+    let store = try Store.open(at: dir, options: o, create: true)
+    test.addTeardownBlock {
+        store.close()
+        try? FileManager.default.removeItem(atPath: dir)
+    }
+    return store
 }
 
 /// Runs the `git` command in a folder (an independent reader of the store).

@@ -126,7 +126,7 @@ extension Store {
 
     func orderedMessages(_ chatID: String, _ snap: Snapshot) throws -> [ChatMessage] {
         guard let tree = try snap.oid(at: Layout.messagesDir(chatID)) else { return [] }
-        return try messages(inTree: tree, snapshot: snap).sorted(by: ChatMessage.inChatOrder)
+        return Self.sortedInChatOrder(try messages(inTree: tree, snapshot: snap))
     }
 
     public func message(chatID: String, id: String) throws -> ChatMessage {

@@ -25,7 +25,19 @@ public struct StoreOptions: Sendable {
     public var staleLockSeconds: Double = 2
     /// Small packs are merged when there are more than this many.
     public var maxPacks: Int = 24
+    /// How the work tree follows the branch.
+    public var workTree: WorkTreeMode = .background
     public init() {}
+}
+
+/// How the store's work tree (the JSON files and git's index) follows its branch.
+public enum WorkTreeMode: Sendable, Equatable {
+    /// A change is acknowledged once its commit is durable; the work tree follows within
+    /// milliseconds on a thread of its own, one sync for many commits under load.
+    /// `Store.syncWorkTree()` and `Store.close()` wait for it.
+    case background
+    /// A change is acknowledged only once the work tree and index show it too.
+    case synchronous
 }
 
 /// A chatsync store: JSON documents in a git repository, one commit per change.
@@ -41,6 +53,7 @@ public final class Store: @unchecked Sendable {
     let branchRef: String
     let summaries = SummaryCache()
     private let writer: Writer
+    private let follower: WorkTreeFollower
     private let handles = Mutex<[Repository]>([])
 
     private init(path: String, options: StoreOptions, gitDir: String) throws {
@@ -48,10 +61,11 @@ public final class Store: @unchecked Sendable {
         self.options = options
         self.gitDir = gitDir
         branchRef = "refs/heads/" + options.branch
-        writer = try Writer(path: path, options: options, summaries: summaries)
+        follower = try WorkTreeFollower(path: path, gitDir: gitDir, options: options)
+        writer = try Writer(path: path, options: options, summaries: summaries, follower: follower)
     }
 
-    deinit { writer.stop() }
+    deinit { close() }
 
     /// Opens the store at `path`. With `create`, makes the folder, the repository and the first
     /// commit (the format marker) when they do not exist yet.
@@ -89,8 +103,16 @@ public final class Store: @unchecked Sendable {
         return store
     }
 
-    /// Closes the writer (changes already queued are still committed).
-    public func close() { writer.stop() }
+    /// Closes the writer (changes already queued are still committed) and waits until the
+    /// work tree shows the branch.
+    public func close() {
+        writer.stop()
+        follower.stop()
+    }
+
+    /// Waits until the work tree and index show the branch's tip as it is now (they follow it
+    /// in the background; see `WorkTreeMode`). Also brings in a tip moved by another process.
+    public func syncWorkTree() { follower.flush() }
 
     private func clearStaleLocks() {
         LockFiles.clearIfStale(gitDir + branchRef + ".lock", olderThan: options.staleLockSeconds)
@@ -205,21 +227,29 @@ public final class Store: @unchecked Sendable {
 
     /// Every message below a chat's `messages` tree, unsorted.
     func messages(inTree tree: OID, snapshot snap: Snapshot) throws -> [ChatMessage] {
-        let blobs = try snap.blobs(under: tree, prefix: "")
         var result: [ChatMessage] = []
-        result.reserveCapacity(blobs.count)
         let decoder = snap.decoder
-        for (path, oid) in blobs where path.hasSuffix(".json") {
+        try snap.repo.forEachBlob(under: tree, suffix: ".json") { oid in
             let m: ChatMessage = try snap.repo.withBlob(oid) { buf in
+                if let fast = ChatMessage.fastDecode(buf) { return fast }
                 do {
                     return try decoder.decode(ChatMessage.self, from: Data(buf))
                 } catch {
-                    throw ChatSyncError.badStore("message \(path) is not valid: \(describeDecodingError(error))")
+                    throw ChatSyncError.badStore("message blob \(oid.short) is not valid: \(describeDecodingError(error))")
                 }
             }
             result.append(m)
         }
         return result
+    }
+
+    /// Messages in chat order (created_at, then id), sorting keys rather than whole messages.
+    static func sortedInChatOrder(_ messages: [ChatMessage]) -> [ChatMessage] {
+        let order = messages.indices.sorted {
+            let a = messages[$0], b = messages[$1]
+            return a.createdAt != b.createdAt ? a.createdAt < b.createdAt : a.id < b.id
+        }
+        return order.map { messages[$0] }
     }
 }
 

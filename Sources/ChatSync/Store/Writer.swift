@@ -34,7 +34,7 @@ final class Writer: @unchecked Sendable {
     private let branchRef: String
     private let gitDir: String
     private let summaries: SummaryCache
-    private let worktree: WorkTreeSync?
+    private let follower: WorkTreeFollower?
     private let condition = NSCondition()
     private var queue: [PendingChange] = []
     private var stopping = false
@@ -42,14 +42,14 @@ final class Writer: @unchecked Sendable {
     /// How many changes one batch takes at most.
     static let maxBatch = 256
 
-    init(path: String, options: StoreOptions, summaries: SummaryCache) throws {
+    init(path: String, options: StoreOptions, summaries: SummaryCache, follower: WorkTreeFollower?) throws {
         repo = try Repository.open(path)
         try repo.bufferObjectsInMemory()
         self.options = options
         branchRef = "refs/heads/" + options.branch
         gitDir = repo.gitDir
         self.summaries = summaries
-        worktree = repo.isBare ? nil : try WorkTreeSync(gitDir: repo.gitDir, options: options)
+        self.follower = follower
         // The thread keeps the writer alive until `stop()` lets it drain the queue and exit.
         let t = Thread { self.run() }
         t.name = "chatsync-writer"
@@ -57,12 +57,16 @@ final class Writer: @unchecked Sendable {
         t.start()
     }
 
-    /// Stops the writer thread after the changes already queued.
+    private let finished = DispatchSemaphore(value: 0)
+
+    /// Stops the writer thread after the changes already queued, and waits for it.
     func stop() {
         condition.lock()
+        let first = !stopping
         stopping = true
         condition.signal()
         condition.unlock()
+        if first && Thread.current != thread { finished.wait() }
     }
 
     /// Queues a change and waits until it is committed (and durable, when the store is).
@@ -80,7 +84,7 @@ final class Writer: @unchecked Sendable {
         while true {
             condition.lock()
             while queue.isEmpty && !stopping { condition.wait() }
-            if queue.isEmpty && stopping { condition.unlock(); return }
+            if queue.isEmpty && stopping { condition.unlock(); finished.signal(); return }
             let batch = Array(queue.prefix(Self.maxBatch))
             queue.removeFirst(batch.count)
             condition.unlock()
@@ -94,8 +98,10 @@ final class Writer: @unchecked Sendable {
             attempt += 1
             do {
                 let (results, oldTree, newTip) = try commitBatch(batch)
-                if let worktree, let oldTree, newTip != nil {
-                    worktree.sync(repo: repo, branchRef: branchRef, fallbackBaseline: oldTree)
+                if let follower, let oldTree, newTip != nil {
+                    // The work tree follows the branch; in synchronous mode the change waits for it.
+                    let generation = follower.request(fallbackBaseline: oldTree)
+                    if options.workTree == .synchronous { follower.wait(for: generation) }
                 }
                 for (p, r) in zip(batch, results) { p.finish(r) }
                 maybeCompact()
@@ -177,42 +183,114 @@ final class Writer: @unchecked Sendable {
     }
 }
 
-/// Keeps the work tree and index equal to the branch: brings them from the tree they last
+/// Keeps the work tree and index equal to the branch. It brings them from the tree they last
 /// showed (recorded in `.git/chatsync/worktree`) to the branch's tree, under a lock shared by
-/// every process, so that syncs from several writers converge whatever their order.
-final class WorkTreeSync: @unchecked Sendable {
+/// every process, so that syncs from several writers converge whatever their order. It runs
+/// on a thread of its own and coalesces: when commits come faster than the work tree can be
+/// written, one sync covers them all (the index is rewritten whole, so this keeps its cost
+/// off each change).
+final class WorkTreeFollower: @unchecked Sendable {
     private let lock: FileLock
     private let recordPath: String
     private let gitDir: String
-    private let options: StoreOptions
+    private let path: String
+    private let branchRef: String
+    private let staleLockSeconds: Double
+    private let condition = NSCondition()
+    private var requested = 0
+    private var completed = 0
+    private var fallbackBaseline: OID?
+    private var stopping = false
+    private var repo: Repository?
 
-    init(gitDir: String, options: StoreOptions) throws {
+    init(path: String, gitDir: String, options: StoreOptions) throws {
         let dir = gitDir + "chatsync"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         lock = try FileLock(path: dir + "/worktree.lock")
         recordPath = dir + "/worktree"
         self.gitDir = gitDir
-        self.options = options
+        self.path = path
+        branchRef = "refs/heads/" + options.branch
+        staleLockSeconds = options.staleLockSeconds
+        let t = Thread { self.run() }
+        t.name = "chatsync-worktree"
+        t.start()
+    }
+
+    /// Asks for a sync to the branch's current tip; returns a ticket for `wait(for:)`.
+    func request(fallbackBaseline: OID? = nil) -> Int {
+        condition.lock()
+        defer { condition.unlock() }
+        requested += 1
+        if self.fallbackBaseline == nil { self.fallbackBaseline = fallbackBaseline }
+        condition.broadcast()
+        return requested
+    }
+
+    /// Waits until the sync asked for by `ticket` (or a later one) is done.
+    func wait(for ticket: Int) {
+        condition.lock()
+        while completed < ticket && !stopping { condition.wait() }
+        condition.unlock()
+    }
+
+    /// Brings the work tree to the branch's tip as it is now, and waits for it.
+    func flush() { wait(for: request()) }
+
+    func stop() {
+        condition.lock()
+        let first = !stopping
+        condition.unlock()
+        if first { flush() }
+        condition.lock()
+        stopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while completed == requested && !stopping { condition.wait() }
+            if stopping { condition.unlock(); return }
+            let ticket = requested
+            let fallback = fallbackBaseline
+            fallbackBaseline = nil
+            condition.unlock()
+            sync(fallbackBaseline: fallback)
+            condition.lock()
+            completed = ticket
+            condition.broadcast()
+            condition.unlock()
+        }
     }
 
     /// The tree the work tree last showed, if recorded.
     func recordedTree() -> OID? {
         guard let d = FileManager.default.contents(atPath: recordPath) else { return nil }
-        return OID(hex: String(decoding: d, as: UTF8.self).trimmingCharacters(in: .whitespacesAndNewlines))
+        return OID(hex: String(decoding: d.prefix(40), as: UTF8.self))
     }
 
-    func record(_ tree: OID) {
-        try? writeFileAtomically(Data((tree.hex + "\n").utf8), to: recordPath)
+    /// Overwrites the record in place (no new file: creating files is the slow part of a commit).
+    private func record(_ tree: OID) {
+        let fd = open(recordPath, O_WRONLY | O_CREAT | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { return }
+        defer { close(fd) }
+        let bytes = Array((tree.hex + "\n").utf8)
+        _ = bytes.withUnsafeBytes { pwrite(fd, $0.baseAddress, $0.count, 0) }
+        _ = ftruncate(fd, off_t(bytes.count))
     }
 
     /// Brings the work tree to the branch's tree. Files edited by hand are left as they are.
-    /// Failures are not the change's: the commit is made; the next sync tries again.
-    func sync(repo: Repository, branchRef: String, fallbackBaseline: OID) {
+    /// Failures are not the change's (the commit is made); the next sync tries again.
+    private func sync(fallbackBaseline: OID?) {
         lock.withLock {
             do {
+                if repo == nil { repo = try Repository.open(path) }
+                guard let repo else { return }
                 guard let tip = try repo.referenceTarget(branchRef) else { return }
                 let target = try repo.commit(tip).tree
-                let baseline = recordedTree() ?? fallbackBaseline
+                guard let baseline = recordedTree() ?? fallbackBaseline else { return }
                 if baseline == target { return }
                 let paths = try repo.diff(from: baseline, to: target).map(\.path)
                 var attempt = 0
@@ -222,7 +300,7 @@ final class WorkTreeSync: @unchecked Sendable {
                         break
                     } catch let e as GitError where e.isLocked && attempt < 200 {
                         attempt += 1
-                        LockFiles.clearIfStale(gitDir + "index.lock", olderThan: options.staleLockSeconds)
+                        LockFiles.clearIfStale(gitDir + "index.lock", olderThan: staleLockSeconds)
                         usleep(10_000)
                     }
                 }

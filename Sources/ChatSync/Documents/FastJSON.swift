@@ -1,0 +1,206 @@
+import Foundation
+
+/// A small, fast JSON reader for the hot read path (a chat's messages). It returns nil on
+/// anything it does not expect; callers then fall back to `JSONDecoder`, which also gives the
+/// precise error. It never decides validity on its own.
+struct FastJSON {
+    private let b: UnsafeRawBufferPointer
+    private var i = 0
+
+    private init(_ b: UnsafeRawBufferPointer) { self.b = b }
+
+    static func parse(_ bytes: UnsafeRawBufferPointer) -> JSONValue? {
+        var p = FastJSON(bytes)
+        guard let v = p.value() else { return nil }
+        p.skipSpace()
+        return p.i == p.b.count ? v : nil
+    }
+
+    private mutating func skipSpace() {
+        while i < b.count {
+            let c = b[i]
+            if c == 0x20 || c == 0x0A || c == 0x0D || c == 0x09 { i += 1 } else { return }
+        }
+    }
+
+    private mutating func value() -> JSONValue? {
+        skipSpace()
+        guard i < b.count else { return nil }
+        switch b[i] {
+        case 0x7B: return object()
+        case 0x5B: return array()
+        case 0x22: return string().map { .string($0) }
+        case 0x74: return literal("true", .bool(true))
+        case 0x66: return literal("false", .bool(false))
+        case 0x6E: return literal("null", .null)
+        default: return number()
+        }
+    }
+
+    private mutating func literal(_ word: StaticString, _ v: JSONValue) -> JSONValue? {
+        let n = word.utf8CodeUnitCount
+        guard i + n <= b.count else { return nil }
+        for k in 0..<n where b[i + k] != word.utf8Start[k] { return nil }
+        i += n
+        return v
+    }
+
+    private mutating func object() -> JSONValue? {
+        i += 1
+        var dict: [String: JSONValue] = [:]
+        skipSpace()
+        if i < b.count && b[i] == 0x7D { i += 1; return .object(dict) }
+        while true {
+            skipSpace()
+            guard i < b.count, b[i] == 0x22, let key = string() else { return nil }
+            skipSpace()
+            guard i < b.count, b[i] == 0x3A else { return nil }
+            i += 1
+            guard let v = value() else { return nil }
+            dict[key] = v
+            skipSpace()
+            guard i < b.count else { return nil }
+            if b[i] == 0x2C { i += 1; continue }
+            if b[i] == 0x7D { i += 1; return .object(dict) }
+            return nil
+        }
+    }
+
+    private mutating func array() -> JSONValue? {
+        i += 1
+        var items: [JSONValue] = []
+        skipSpace()
+        if i < b.count && b[i] == 0x5D { i += 1; return .array(items) }
+        while true {
+            guard let v = value() else { return nil }
+            items.append(v)
+            skipSpace()
+            guard i < b.count else { return nil }
+            if b[i] == 0x2C { i += 1; continue }
+            if b[i] == 0x5D { i += 1; return .array(items) }
+            return nil
+        }
+    }
+
+    private mutating func string() -> String? {
+        i += 1
+        let start = i
+        while i < b.count {
+            let c = b[i]
+            if c == 0x22 {
+                let s = String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+                i += 1
+                return s
+            }
+            if c == 0x5C { return escapedString(from: start) }
+            if c < 0x20 { return nil }
+            i += 1
+        }
+        return nil
+    }
+
+    private mutating func escapedString(from start: Int) -> String? {
+        var out = [UInt8](UnsafeRawBufferPointer(rebasing: b[start..<i]))
+        while i < b.count {
+            let c = b[i]
+            if c == 0x22 { i += 1; return String(decoding: out, as: UTF8.self) }
+            if c < 0x20 { return nil }
+            if c != 0x5C { out.append(c); i += 1; continue }
+            i += 1
+            guard i < b.count else { return nil }
+            let e = b[i]
+            i += 1
+            switch e {
+            case 0x22: out.append(0x22)
+            case 0x5C: out.append(0x5C)
+            case 0x2F: out.append(0x2F)
+            case 0x62: out.append(0x08)
+            case 0x66: out.append(0x0C)
+            case 0x6E: out.append(0x0A)
+            case 0x72: out.append(0x0D)
+            case 0x74: out.append(0x09)
+            case 0x75:
+                guard var scalar = hex4() else { return nil }
+                if (0xD800..<0xDC00).contains(scalar) {
+                    guard i + 1 < b.count, b[i] == 0x5C, b[i + 1] == 0x75 else { return nil }
+                    i += 2
+                    guard let low = hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
+                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                } else if (0xDC00..<0xE000).contains(scalar) {
+                    return nil
+                }
+                guard let u = Unicode.Scalar(scalar) else { return nil }
+                out.append(contentsOf: Array(String(Character(u)).utf8))
+            default: return nil
+            }
+        }
+        return nil
+    }
+
+    private mutating func hex4() -> UInt32? {
+        guard i + 4 <= b.count else { return nil }
+        var v: UInt32 = 0
+        for _ in 0..<4 {
+            let c = b[i]
+            let d: UInt32
+            switch c {
+            case 0x30...0x39: d = UInt32(c - 0x30)
+            case 0x61...0x66: d = UInt32(c - 0x61 + 10)
+            case 0x41...0x46: d = UInt32(c - 0x41 + 10)
+            default: return nil
+            }
+            v = v << 4 | d
+            i += 1
+        }
+        return v
+    }
+
+    private mutating func number() -> JSONValue? {
+        let start = i
+        var isInteger = true
+        if i < b.count && b[i] == 0x2D { i += 1 }
+        let digitsStart = i
+        while i < b.count {
+            let c = b[i]
+            if c >= 0x30 && c <= 0x39 { i += 1 } else if c == 0x2E || c == 0x65 || c == 0x45 || c == 0x2B || c == 0x2D { isInteger = false; i += 1 } else { break }
+        }
+        guard i > digitsStart else { return nil }
+        let text = String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+        if isInteger, let v = Int64(text) { return .int(v) }
+        guard let d = Double(text), d.isFinite else { return nil }
+        return .double(d)
+    }
+}
+
+extension ChatMessage {
+    /// Reads a stored message quickly; nil when the bytes are anything but a well-formed
+    /// message (the caller then uses `JSONDecoder`, which names the problem).
+    static func fastDecode(_ bytes: UnsafeRawBufferPointer) -> ChatMessage? {
+        guard case .object(let o)? = FastJSON.parse(bytes),
+              case .string(let id)? = o["id"], case .string(let chatID)? = o["chat_id"],
+              case .int(let seq)? = o["sequence_order"],
+              case .string(let roleText)? = o["role"], let role = MessageRole(rawValue: roleText),
+              case .string(let content)? = o["content"],
+              case .string(let createdText)? = o["created_at"], let createdAt = Timestamp(rfc3339: createdText)
+        else { return nil }
+        var userID: String?
+        switch o["user_id"] {
+        case nil, .null?: userID = nil
+        case .string(let u)?: userID = u
+        default: return nil
+        }
+        var updatedAt: Timestamp?
+        switch o["updated_at"] {
+        case nil, .null?: updatedAt = nil
+        case .string(let t)?: guard let ts = Timestamp(rfc3339: t) else { return nil }; updatedAt = ts
+        default: return nil
+        }
+        let metadata: JSONValue
+        switch o["message_metadata"] {
+        case nil, .null?: metadata = .emptyObject
+        case let m?: metadata = m
+        }
+        return ChatMessage(id: id, chatID: chatID, userID: userID, sequenceOrder: Int(seq), role: role, content: content,
+                           messageMetadata: metadata, createdAt: createdAt, updatedAt: updatedAt)
+    }
+}

@@ -1,0 +1,167 @@
+import ChatSync
+import Foundation
+import GitKit
+
+// The benchmark: one run, one table, every figure next to its baseline measured in the same
+// run (absolute times on shared machines are noise). `--json` prints the rows as JSON;
+// `--quick` runs smaller sizes (a smoke test, not for figures).
+
+struct Row: Codable {
+    var name: String
+    var value: Double
+    var unit: String
+    var note: String
+}
+
+let arguments = CommandLine.arguments.dropFirst()
+let asJSON = arguments.contains("--json")
+let quick = arguments.contains("--quick")
+var rows: [Row] = []
+
+func log(_ s: String) { FileHandle.standardError.write(Data((s + "\n").utf8)) }
+func now() -> Double { Double(DispatchTime.now().uptimeNanoseconds) / 1e9 }
+@MainActor func record(_ name: String, _ value: Double, _ unit: String, _ note: String = "") {
+    rows.append(Row(name: name, value: value, unit: unit, note: note))
+    log("  " + pad(name, 64) + " " + pad(String(format: "%.2f", value), 12, right: true) + " " + unit)
+}
+func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
+    let fill = String(repeating: " ", count: max(0, width - s.count))
+    return right ? fill + s : s + fill
+}
+func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
+
+let root = NSTemporaryDirectory() + "chatsync-bench-\(getpid())"
+try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+defer { try? FileManager.default.removeItem(atPath: root) }
+var storeCounter = 0
+
+@MainActor func freshStore(durable: Bool) throws -> Store {
+    storeCounter += 1
+    var o = StoreOptions()
+    o.durable = durable
+    let env = ProcessInfo.processInfo.environment
+    if let m = env["BENCH_MAXPACKS"], let n = Int(m) { o.maxPacks = n }
+    if env["BENCH_SYNC_WORKTREE"] != nil { o.workTree = .synchronous }
+    return try Store.open(at: "\(root)/store-\(storeCounter)", options: o, create: true)
+}
+
+func sh(_ command: String, _ cwd: String) -> Int32 {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: "/bin/sh")
+    p.arguments = ["-c", command]
+    p.currentDirectoryURL = URL(fileURLWithPath: cwd)
+    p.standardOutput = FileHandle.nullDevice
+    p.standardError = FileHandle.nullDevice
+    try? p.run()
+    p.waitUntilExit()
+    return p.terminationStatus
+}
+
+/// A bundle of `n` messages for one chat, with increasing times, to build a long chat in one commit.
+func bundle(chatID: String, messages n: Int) -> Data {
+    let start = Timestamp.now().milliseconds - Int64(n) - 10_000
+    var parts: [String] = []
+    parts.reserveCapacity(n)
+    for i in 0..<n {
+        let t = Timestamp(milliseconds: start + Int64(i)).rfc3339
+        parts.append(#"{"id":"m\#(i)","chat_id":"\#(chatID)","sequence_order":\#(i + 1),"role":"\#(i % 2 == 0 ? "user" : "assistant")","content":"Message \#(i): a typical line of chat text, about as long as a short reply from an assistant.","message_metadata":{},"created_at":"\#(t)"}"#)
+    }
+    let created = Timestamp(milliseconds: start - 1).rfc3339
+    return Data((#"{"chats":[{"id":"\#(chatID)","user_id":"bench","context_data":{},"created_at":"\#(created)","updated_at":"\#(created)"}],"messages":["# + parts.joined(separator: ",") + "]}").utf8)
+}
+
+// `--profile-read`: only read a 10,000-message chat, many times (for a profiler).
+if arguments.contains("--profile-read") {
+    let store = try freshStore(durable: false)
+    try store.load(bundle(chatID: "read", messages: 10_000), name: "bench")
+    let t = now()
+    for _ in 0..<20 { _ = try store.listMessages(chatID: "read") }
+    log("read: \((now() - t) / 20 * 1000) ms each")
+    exit(0)
+}
+
+let appendCount = Int(ProcessInfo.processInfo.environment["BENCH_APPENDS"] ?? "") ?? (quick ? 100 : 1000)
+let baselineCount = quick ? 20 : 100
+
+log("chatsync benchmark (\(quick ? "quick" : "full") run); rows as they are measured:")
+
+// 1. Appends, one commit each: chatsync (not durable, durable) vs the git command driven by a script.
+for durable in [false, true] {
+    let store = try freshStore(durable: durable)
+    let chat = try store.createChat(userID: "bench")
+    let t0 = now()
+    for i in 0..<appendCount { _ = try store.appendMessage(chatID: chat.id, role: .user, content: "message \(i)") }
+    let rate = Double(appendCount) / (now() - t0)
+    record("appends/s, 1 writer, one commit each, \(durable ? "durable (fsync)" : "no fsync")", rate, "ops/s", "\(appendCount) appends")
+    store.close()
+}
+
+let gitDir = "\(root)/git-baseline"
+try FileManager.default.createDirectory(atPath: gitDir, withIntermediateDirectories: true)
+_ = sh("git init -q -b main && git config user.name bench && git config user.email bench@localhost && mkdir -p messages", gitDir)
+let g0 = now()
+for i in 0..<baselineCount {
+    let file = "messages/m\(i).json"
+    try Data(#"{"id": "m\#(i)", "content": "message \#(i)", "sequence_order": \#(i + 1)}"#.utf8).write(to: URL(fileURLWithPath: gitDir + "/" + file))
+    _ = sh("git add \(file) && git commit -q -m 'add message \(i)'", gitDir)
+}
+let gitRate = Double(baselineCount) / (now() - g0)
+record("baseline: git command (write file, git add, git commit)", gitRate, "ops/s", "\(baselineCount) appends, git's default fsync")
+let nonDurable = rows[0].value
+record("chatsync (no fsync) / git command", nonDurable / gitRate, "x", "target ≥ 10")
+record("chatsync (durable) / git command", rows[1].value / gitRate, "x", "")
+
+// 2. Append time against the chat's length.
+var appendAt: [Int: Double] = [:]
+for length in quick ? [100, 2_000] : [100, 20_000] {
+    let store = try freshStore(durable: false)
+    let chatID = "long-\(length)"
+    try store.load(bundle(chatID: chatID, messages: length), name: "bench")
+    _ = try store.appendMessage(chatID: chatID, role: .user, content: "warm-up")  // reads the chat's summary once
+    var times: [Double] = []
+    for i in 0..<(quick ? 50 : 300) {
+        let t = now()
+        _ = try store.appendMessage(chatID: chatID, role: .assistant, content: "reply \(i)")
+        times.append(now() - t)
+    }
+    appendAt[length] = median(times) * 1000
+    record("append time (median), chat of \(length) messages", appendAt[length]!, "ms", "no fsync")
+    store.close()
+}
+let lengths = appendAt.keys.sorted()
+record("append time ratio \(lengths.last!) / \(lengths.first!) messages", appendAt[lengths.last!]! / appendAt[lengths.first!]!, "x", "target ≤ 1.5")
+
+// 3. Reading a long chat in order.
+do {
+    let n = quick ? 2_000 : 10_000
+    let dir: String
+    do {
+        let store = try freshStore(durable: false)
+        try store.load(bundle(chatID: "read", messages: n), name: "bench")
+        dir = store.path
+        store.close()
+    }
+    var times: [Double] = []
+    for _ in 0..<5 {
+        let store = try Store.open(at: dir, options: { var o = StoreOptions(); o.durable = false; return o }())
+        let t = now()
+        let msgs = try store.listMessages(chatID: "read")
+        times.append(now() - t)
+        precondition(msgs.count == n && msgs.last?.sequenceOrder == n)
+        store.close()
+    }
+    record("read a \(n)-message chat in order (median of 5, fresh handle)", median(times) * 1000, "ms", "target < 100")
+}
+
+if asJSON {
+    let enc = JSONEncoder()
+    enc.outputFormatting = [.prettyPrinted, .sortedKeys]
+    print(String(decoding: try enc.encode(rows), as: UTF8.self))
+} else {
+    print("")
+    print(pad("measure", 66) + pad("value", 12, right: true) + "  " + pad("unit", 6) + " note")
+    print(String(repeating: "-", count: 110))
+    for r in rows {
+        print(pad(r.name, 66) + pad(String(format: "%.2f", r.value), 12, right: true) + "  " + pad(r.unit, 6) + " " + r.note)
+    }
+}
