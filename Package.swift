@@ -27,7 +27,7 @@ let package = Package(
         .executableTarget(
             name: "chatsync",
             dependencies: [
-                "ChatSync",
+                "ChatSync", "GitKit",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),

@@ -386,6 +386,17 @@ public final class Repository: @unchecked Sendable {
         try check(code, "check out \(paths.count) path(s)")
     }
 
+    /// The tree git's index describes (what the work tree was last checked out or staged as).
+    public func indexTree() throws -> OID {
+        var index: OpaquePointer?
+        try check(git_repository_index(&index, pointer), "open index")
+        defer { git_index_free(index) }
+        try check(git_index_read(index, 1), "read index")
+        var out = git_oid()
+        try check(git_index_write_tree(&out, index), "tree of the index")
+        return OID(out)
+    }
+
     // MARK: diff and history
 
     /// The blobs that differ between two trees (nil: the empty tree), without rename detection.

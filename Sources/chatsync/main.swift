@@ -13,6 +13,7 @@ struct ChatSyncCommand: ParsableCommand {
         subcommands: [
             InitCommand.self, SessionCommand.self, ChatCommand.self, MessageCommand.self,
             MissionCommand.self, HopCommand.self, StepCommand.self, AssetCommand.self,
+            CloneCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self, SyncCommand.self, ConflictsCommand.self,
             LogCommand.self, VerifyCommand.self,
         ]
     )

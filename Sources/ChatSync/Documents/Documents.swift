@@ -14,6 +14,8 @@ public protocol Document: Codable, Sendable, Equatable {
 /// The seven document types.
 public enum DocumentKind: String, StringEnum {
     case session, chat, message, mission, hop, toolStep = "tool_step", asset
+    /// A conflict a merge recorded (not one of the apps' documents, but stored and synced like them).
+    case conflict
 }
 
 /// Configurable limits on document content.

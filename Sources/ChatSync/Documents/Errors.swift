@@ -13,6 +13,8 @@ public enum ChatSyncError: Error, CustomStringConvertible, Sendable, Equatable {
     case badStore(String)
     /// libgit2 or the file system failed.
     case storage(String)
+    /// A remote could not be reached, refused the credentials, was not found, or rejected a push.
+    case remote(String)
 
     public var description: String {
         switch self {
@@ -21,6 +23,7 @@ public enum ChatSyncError: Error, CustomStringConvertible, Sendable, Equatable {
         case .conflict(let m): return "conflict: \(m)"
         case .badStore(let m): return "not a usable chatsync store: \(m)"
         case .storage(let m): return "storage error: \(m)"
+        case .remote(let m): return "remote error: \(m)"
         }
     }
 
@@ -32,6 +35,7 @@ public enum ChatSyncError: Error, CustomStringConvertible, Sendable, Equatable {
         case .conflict: return "conflict"
         case .badStore: return "bad_store"
         case .storage: return "storage_error"
+        case .remote: return "remote_error"
         }
     }
 

@@ -100,6 +100,8 @@ extension Store {
                     }
                 case .asset(let id):
                     if let a = check(Asset.self, path, data, id: id) { assets.append((path, a)) }
+                case .conflict(let id):
+                    _ = check(ConflictRecord.self, path, data, id: id)
                 }
             }
             for s in sessions {

@@ -12,6 +12,7 @@ import Foundation
 ///     missions/<sh>/<mission_id>/hops/<hop_id>/hop.json
 ///     missions/<sh>/<mission_id>/hops/<hop_id>/steps/<step_id>.json
 ///     assets/<sh>/<asset_id>.json
+///     conflicts/<sh>/<conflict_id>.json                  conflicts a merge recorded
 ///
 /// `<sh>` is two lowercase hex digits: the low byte of the FNV-1a 32-bit hash of the id's UTF-8 bytes.
 public enum Layout {
@@ -40,6 +41,7 @@ public enum Layout {
     public static func stepsDir(_ missionID: String, _ hopID: String) -> String { hopDir(missionID, hopID) + "/steps" }
     public static func step(_ missionID: String, _ hopID: String, _ id: String) -> String { stepsDir(missionID, hopID) + "/\(id).json" }
     public static func asset(_ id: String) -> String { "assets/\(shard(id))/\(id).json" }
+    public static func conflict(_ id: String) -> String { "conflicts/\(shard(id))/\(id).json" }
 
     /// What a path in the store holds.
     public enum Location: Equatable, Sendable {
@@ -51,6 +53,7 @@ public enum Layout {
         case hop(missionID: String, id: String)
         case toolStep(missionID: String, hopID: String, id: String)
         case asset(id: String)
+        case conflict(id: String)
 
         public var kind: DocumentKind? {
             switch self {
@@ -62,6 +65,7 @@ public enum Layout {
             case .hop: return .hop
             case .toolStep: return .toolStep
             case .asset: return .asset
+            case .conflict: return .conflict
             }
         }
 
@@ -69,7 +73,7 @@ public enum Layout {
             switch self {
             case .marker: return nil
             case .session(let id), .chat(let id), .message(_, let id), .mission(let id), .hop(_, let id),
-                 .toolStep(_, _, let id), .asset(let id): return id
+                 .toolStep(_, _, let id), .asset(let id), .conflict(let id): return id
             }
         }
     }
@@ -92,6 +96,9 @@ public enum Layout {
         case "assets":
             guard p.count == 3, let id = doc(p[2]), sharded(p[1], id) else { return nil }
             return .asset(id: id)
+        case "conflicts":
+            guard p.count == 3, let id = doc(p[2]), sharded(p[1], id) else { return nil }
+            return .conflict(id: id)
         case "chats":
             guard p.count >= 4, Rules.isValidID(p[2]), sharded(p[1], p[2]) else { return nil }
             if p.count == 4, p[3] == "chat.json" { return .chat(id: p[2]) }

@@ -107,8 +107,19 @@ public final class Snapshot: DocumentReader {
 /// later reads of the same change; the writer turns them into one commit.
 public final class Transaction: DocumentReader {
     public let base: Snapshot
-    /// Path → new bytes, or nil for a deletion.
-    private(set) var pending: [String: Data?] = [:]
+    /// What a change puts at a path.
+    enum Staged {
+        case data(Data)
+        /// A blob already in the object database (taken from another commit, as in a merge).
+        case blob(OID)
+        case deleted
+    }
+    /// Path → what this change puts there.
+    private(set) var pending: [String: Staged] = [:]
+    /// A second parent: this change is a merge of that commit.
+    var mergeParent: OID?
+    /// Instead of a new commit, move the branch to this commit (a fast-forward).
+    var fastForward: OID?
     /// Folders removed whole (a chat with its messages, a mission with its hops).
     private(set) var removedDirs: [String] = []
     /// The commit message; the change must set it.
@@ -126,23 +137,28 @@ public final class Transaction: DocumentReader {
         self.base = base; self.now = now; self.limits = limits
     }
 
-    public var isEmpty: Bool { pending.isEmpty && removedDirs.isEmpty }
+    public var isEmpty: Bool { pending.isEmpty && removedDirs.isEmpty && mergeParent == nil && fastForward == nil }
 
     private func isRemoved(_ path: String) -> Bool {
         removedDirs.contains { path == $0 || path.hasPrefix($0 + "/") }
     }
 
     public func data(at path: String) throws -> Data? {
-        if let p = pending[path] { return p }
-        if isRemoved(path) { return nil }
-        return try base.data(at: path)
+        switch pending[path] {
+        case .data(let d)?: return d
+        case .blob(let oid)?: return try base.repo.readBlob(oid)
+        case .deleted?: return nil
+        case nil:
+            if isRemoved(path) { return nil }
+            return try base.data(at: path)
+        }
     }
 
     public func files(under dir: String) throws -> [String] {
         if isRemoved(dir) { return [] }
         var set = Set(try base.files(under: dir).filter { !isRemoved($0) })
         for (path, value) in pending where path.hasPrefix(dir + "/") {
-            if value == nil { set.remove(path) } else { set.insert(path) }
+            if case .deleted = value { set.remove(path) } else { set.insert(path) }
         }
         return Array(set)
     }
@@ -150,7 +166,8 @@ public final class Transaction: DocumentReader {
     public func names(in dir: String) throws -> [String] {
         if isRemoved(dir) { return [] }
         var set = Set(try base.names(in: dir).filter { !isRemoved(dir + "/" + $0) })
-        for (path, value) in pending where path.hasPrefix(dir + "/") && value != nil {
+        for (path, value) in pending where path.hasPrefix(dir + "/") {
+            if case .deleted = value { continue }
             let rest = path.dropFirst(dir.count + 1)
             if let first = rest.split(separator: "/").first { set.insert(String(first)) }
         }
@@ -160,15 +177,18 @@ public final class Transaction: DocumentReader {
     /// Validates a document and stages it at a path.
     public func put<D: Document>(_ doc: D, at path: String) throws {
         try doc.validate(limits)
-        pending[path] = try DocumentCoding.encode(doc)
+        pending[path] = .data(try DocumentCoding.encode(doc))
     }
 
     /// Stages raw bytes (the format marker, files the store keeps beside documents).
-    func putRaw(_ data: Data, at path: String) { pending[path] = data }
+    func putRaw(_ data: Data, at path: String) { pending[path] = .data(data) }
+
+    /// Stages a blob that is already in the object database.
+    func putBlob(_ oid: OID, at path: String) { pending[path] = .blob(oid) }
 
     /// Stages the deletion of a file.
     public func delete(_ path: String) throws {
-        if try base.data(at: path) != nil && !isRemoved(path) { pending[path] = .some(nil) } else { pending.removeValue(forKey: path) }
+        if try base.oid(at: path) != nil && !isRemoved(path) { pending[path] = .deleted } else { pending.removeValue(forKey: path) }
     }
 
     /// Stages the deletion of a folder and everything in it.
@@ -183,7 +203,11 @@ public final class Transaction: DocumentReader {
         var files: [TreeUpdate] = []
         files.reserveCapacity(pending.count)
         for (path, value) in pending.sorted(by: { $0.key < $1.key }) {
-            if let value { files.append(.upsert(path, try writeBlob(value))) } else { files.append(.remove(path)) }
+            switch value {
+            case .data(let d): files.append(.upsert(path, try writeBlob(d)))
+            case .blob(let oid): files.append(.upsert(path, oid))
+            case .deleted: files.append(.remove(path))
+            }
         }
         return [removedDirs.map { .remove($0) }, files].filter { !$0.isEmpty }
     }

@@ -124,7 +124,8 @@ public final class Store: @unchecked Sendable {
         try perform { tx in
             if try tx.data(at: Layout.marker) != nil { return }
             tx.putRaw(try DocumentCoding.encode(FormatMarker()), at: Layout.marker)
-            tx.message = "init chatsync store (format \(Layout.formatVersion))"
+            // A unique trailer: two stores initialised separately never share a root commit.
+            tx.message = "init chatsync store (format \(Layout.formatVersion))\n\nChatsync-Store-Id: \(newID())"
         }
     }
 

@@ -143,6 +143,13 @@ final class Writer: @unchecked Sendable {
                 results.append(.failure(error))
                 continue
             }
+            if let target = tx.fastForward {
+                // The branch moves to a commit that already exists (its objects came with a fetch).
+                current = target
+                currentTree = try repo.commit(target).tree
+                results.append(.success(ChangeOutcome(value: value, commit: target)))
+                continue
+            }
             if tx.isEmpty {
                 results.append(.success(ChangeOutcome(value: value, commit: nil)))
                 continue
@@ -153,7 +160,8 @@ final class Writer: @unchecked Sendable {
             }
             let sig = Signature(name: identity.name, email: identity.email, time: tx.now.milliseconds / 1000)
             let message = tx.message.isEmpty ? "chatsync: change" : tx.message
-            let commit = try repo.createCommit(tree: tree, parents: current.map { [$0] } ?? [], author: sig, message: message)
+            let parents = (current.map { [$0] } ?? []) + (tx.mergeParent.map { [$0] } ?? [])
+            let commit = try repo.createCommit(tree: tree, parents: parents, author: sig, message: message)
             for (chatID, summary) in tx.summaries {
                 // Keyed by tree id, a summary is a fact about that tree: safe to keep even if the batch is redone.
                 if let oid = try repo.entry(in: tree, path: Layout.messagesDir(chatID))?.oid { summaries.put(oid, summary) }
@@ -290,7 +298,8 @@ final class WorkTreeFollower: @unchecked Sendable {
                 guard let repo else { return }
                 guard let tip = try repo.referenceTarget(branchRef) else { return }
                 let target = try repo.commit(tip).tree
-                guard let baseline = recordedTree() ?? fallbackBaseline else { return }
+                // No record (a clone, or a repository made by plain git): start from what the index shows.
+                let baseline = try recordedTree() ?? fallbackBaseline ?? repo.indexTree()
                 if baseline == target { return }
                 let paths = try repo.diff(from: baseline, to: target).map(\.path)
                 var attempt = 0

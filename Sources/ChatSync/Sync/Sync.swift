@@ -1,0 +1,364 @@
+import Foundation
+import GitKit
+
+/// Retry with exponential backoff for errors worth retrying (a network that is down), never
+/// for authentication, a missing repository or a rejected push.
+public struct RetryPolicy: Sendable {
+    public var attempts: Int
+    public var initialDelay: Double
+    public var maxDelay: Double
+    public init(attempts: Int = 3, initialDelay: Double = 1, maxDelay: Double = 10) {
+        self.attempts = attempts; self.initialDelay = initialDelay; self.maxDelay = maxDelay
+    }
+    public static let `default` = RetryPolicy()
+}
+
+/// How to talk to remotes.
+public struct SyncOptions: Sendable {
+    public var credentials: GitCredentials
+    public var retry: RetryPolicy
+    /// Called with transfer progress (objects and bytes) during fetch and push.
+    public var progress: (@Sendable (TransferProgress) -> Void)?
+    /// Merge histories with no common commit (two stores initialised separately). Off: a clear error.
+    public var allowUnrelatedHistories: Bool
+    /// How many times `sync` fetches, merges and pushes again when the remote moved meanwhile.
+    public var pushAttempts: Int
+
+    public init(credentials: GitCredentials = .fromEnvironment(), retry: RetryPolicy = .default,
+                progress: (@Sendable (TransferProgress) -> Void)? = nil, allowUnrelatedHistories: Bool = false, pushAttempts: Int = 5) {
+        self.credentials = credentials; self.retry = retry; self.progress = progress
+        self.allowUnrelatedHistories = allowUnrelatedHistories; self.pushAttempts = pushAttempts
+    }
+}
+
+extension GitCredentials {
+    /// `CHATSYNC_GIT_USERNAME`/`CHATSYNC_GIT_PASSWORD` (https), `CHATSYNC_SSH_KEY` and
+    /// `CHATSYNC_SSH_PASSPHRASE` (ssh; ssh-agent is asked first).
+    public static func fromEnvironment() -> GitCredentials {
+        let env = ProcessInfo.processInfo.environment
+        return GitCredentials(username: env["CHATSYNC_GIT_USERNAME"], password: env["CHATSYNC_GIT_PASSWORD"],
+                              sshKeyPath: env["CHATSYNC_SSH_KEY"], sshPassphrase: env["CHATSYNC_SSH_PASSPHRASE"],
+                              useSSHAgent: env["SSH_AUTH_SOCK"] != nil)
+    }
+}
+
+/// What a pull, push or sync did.
+public struct SyncReport: Codable, Sendable, Equatable {
+    public var remote: String
+    /// Commits fetched that the local branch did not have.
+    public var fetchedCommits = 0
+    /// Commits brought into the local branch (by a fast-forward or a merge).
+    public var mergedCommits = 0
+    public var fastForward = false
+    /// The merge commit made, if any.
+    public var mergeCommit: String?
+    /// Commits the remote did not have, pushed.
+    public var pushedCommits = 0
+    /// Conflicts recorded by the merge.
+    public var conflicts = 0
+    public var head: String?
+
+    enum CodingKeys: String, CodingKey {
+        case remote, fetchedCommits = "fetched_commits", mergedCommits = "merged_commits", fastForward = "fast_forward"
+        case mergeCommit = "merge_commit", pushedCommits = "pushed_commits", conflicts, head
+    }
+}
+
+extension Store {
+    // MARK: remotes
+
+    public func addRemote(_ name: String, url: String) throws {
+        try Rules.id(name, "name")
+        guard !url.isEmpty else { throw ChatSyncError.invalid(field: "url", rule: "must not be empty") }
+        try withRepository { repo in
+            if try wrapGit({ try repo.remoteURL(name) }) != nil { throw ChatSyncError.conflict("remote \(name) already exists") }
+            try wrapGit { try repo.addRemote(name, url: url) }
+        }
+    }
+
+    public func removeRemote(_ name: String) throws {
+        try withRepository { repo in
+            guard try wrapGit({ try repo.remoteURL(name) }) != nil else { throw ChatSyncError.notFound(kind: "remote", id: name) }
+            try wrapGit { try repo.removeRemote(name) }
+        }
+    }
+
+    /// The remotes, name → URL.
+    public func remotes() throws -> [(name: String, url: String)] {
+        try withRepository { repo in
+            try wrapGit { try repo.remoteNames().map { ($0, try repo.remoteURL($0) ?? "") } }
+        }
+    }
+
+    // MARK: fetch, merge, push
+
+    private func remoteRef(_ remote: String) -> String { "refs/remotes/\(remote)/\(options.branch)" }
+
+    /// Runs a network operation with the retry policy. Errors become `ChatSyncError.remote`.
+    private func withRetry<T>(_ what: String, _ policy: RetryPolicy, _ body: () throws -> T) throws -> T {
+        var delay = policy.initialDelay
+        var attempt = 1
+        while true {
+            do {
+                return try body()
+            } catch let e as GitError {
+                if e.isTransient && attempt < policy.attempts {
+                    usleep(UInt32(min(delay, policy.maxDelay) * 1_000_000))
+                    delay = min(delay * 2, policy.maxDelay)
+                    attempt += 1
+                    continue
+                }
+                let why = e.isAuth ? "authentication failed" : (e.isTransient ? "gave up after \(attempt) attempt(s)" : "not retried")
+                throw ChatSyncError.remote("\(what): \(e.message) (\(why))")
+            }
+        }
+    }
+
+    private func requireRemote(_ remote: String, _ repo: Repository) throws {
+        guard try wrapGit({ try repo.remoteURL(remote) }) != nil else { throw ChatSyncError.notFound(kind: "remote", id: remote) }
+    }
+
+    /// Fetches the remote's branch. Returns its tip (nil when the remote has no such branch yet).
+    @discardableResult
+    public func fetch(_ remote: String = "origin", options sync: SyncOptions = SyncOptions()) throws -> (tip: OID?, newCommits: Int) {
+        try withRepository { repo in
+            try requireRemote(remote, repo)
+            let before = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
+            try withRetry("fetch from \(remote)", sync.retry) {
+                _ = try repo.fetch(remote: remote, credentials: sync.credentials, progress: sync.progress)
+            }
+            let tip = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
+            guard let tip, tip != before else { return (tip, 0) }
+            let local = try wrapGit { try repo.referenceTarget(branchRef) }
+            let hidden = [before, local].compactMap { $0 }
+            return (tip, try wrapGit { try repo.walk(from: tip, hiding: hidden).count })
+        }
+    }
+
+    /// Brings a commit (a remote's tip) into the branch: nothing when the branch has it already,
+    /// a fast-forward when the branch is behind, else a merge commit (see `TreeMerge`).
+    public func merge(_ theirs: OID, from remote: String = "origin", allowUnrelatedHistories: Bool = false) throws -> SyncReport {
+        var report = SyncReport(remote: remote)
+        let outcome = try performWithCommit { tx -> SyncReport in
+            var r = SyncReport(remote: remote)
+            let repo = tx.base.repo
+            guard let ours = tx.base.commit else {
+                tx.fastForward = theirs
+                r.fastForward = true
+                r.mergedCommits = try repo.walk(from: theirs).count
+                return r
+            }
+            let base = try repo.mergeBase(ours, theirs)
+            if base == theirs { return r }  // already have it
+            if base == nil && !allowUnrelatedHistories {
+                throw ChatSyncError.conflict("the store and \(remote) have unrelated histories (no common commit): they were initialised separately; clone one from the other, or merge them on purpose with --allow-unrelated-histories")
+            }
+            r.mergedCommits = try repo.walk(from: theirs, hiding: [ours]).count
+            if base == ours {
+                tx.fastForward = theirs
+                r.fastForward = true
+                return r
+            }
+            let summary = try TreeMerge.merge(into: tx, ours: ours, theirs: theirs, base: base)
+            tx.mergeParent = theirs
+            r.conflicts = summary.conflicts.count
+            tx.message = "merge \(remote) (\(theirs.short)): \(r.mergedCommits) commit(s), \(summary.changedPaths) document(s) changed"
+                + (summary.conflicts.isEmpty ? "" : ", \(summary.conflicts.count) conflict(s) recorded")
+                + "\n\nChatsync-Origin: remote \(remote)"
+            return r
+        }
+        report = outcome.value
+        if !report.fastForward, report.mergedCommits > 0 { report.mergeCommit = outcome.commit?.hex }
+        report.head = try head()?.hex
+        return report
+    }
+
+    /// Fetches and merges the remote's branch.
+    public func pull(_ remote: String = "origin", options sync: SyncOptions = SyncOptions()) throws -> SyncReport {
+        let (tip, fetched) = try fetch(remote, options: sync)
+        guard let tip else {
+            var r = SyncReport(remote: remote)
+            r.head = try head()?.hex
+            return r
+        }
+        var r = try merge(tip, from: remote, allowUnrelatedHistories: sync.allowUnrelatedHistories)
+        r.fetchedCommits = fetched
+        return r
+    }
+
+    /// Pushes the branch. A remote that moved meanwhile is a non-fast-forward error here;
+    /// `sync` handles it by pulling again.
+    public func push(_ remote: String = "origin", options sync: SyncOptions = SyncOptions()) throws -> SyncReport {
+        var r = SyncReport(remote: remote)
+        try withRepository { repo in
+            try requireRemote(remote, repo)
+            guard let local = try wrapGit({ try repo.referenceTarget(branchRef) }) else { return }
+            let known = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
+            if known == local { r.head = local.hex; return }
+            r.pushedCommits = try wrapGit { try repo.walk(from: local, hiding: known.map { [$0] } ?? []).count }
+            try withRetry("push to \(remote)", sync.retry) {
+                try repo.push(remote: remote, refspecs: ["\(branchRef):\(branchRef)"], credentials: sync.credentials, progress: sync.progress)
+            }
+            // The remote has our tip now: remember it as the remote's branch, as git does.
+            try? repo.compareAndSwapReference(remoteRef(remote), to: local, expected: known, message: "chatsync: push \(remote)")
+            r.head = local.hex
+        }
+        return r
+    }
+
+    /// Pull, then push; if the remote moved in between, pull and push again (bounded).
+    public func sync(_ remote: String = "origin", options sync: SyncOptions = SyncOptions()) throws -> SyncReport {
+        var total = SyncReport(remote: remote)
+        for attempt in 1...max(1, sync.pushAttempts) {
+            let pulled = try pull(remote, options: sync)
+            total.fetchedCommits += pulled.fetchedCommits
+            total.mergedCommits += pulled.mergedCommits
+            total.conflicts += pulled.conflicts
+            total.fastForward = total.fastForward || pulled.fastForward
+            total.mergeCommit = pulled.mergeCommit ?? total.mergeCommit
+            do {
+                let pushed = try push(remote, options: sync)
+                total.pushedCommits = pushed.pushedCommits
+                total.head = try head()?.hex
+                return total
+            } catch let e as ChatSyncError where attempt < sync.pushAttempts && Self.isRaceLost(e) {
+                continue
+            }
+        }
+        throw ChatSyncError.remote("push to \(remote): the remote kept moving; gave up after \(sync.pushAttempts) attempts")
+    }
+
+    static func isRaceLost(_ e: ChatSyncError) -> Bool {
+        guard case .remote(let m) = e else { return false }
+        let lower = m.lowercased()
+        return lower.contains("non-fast-forward") || lower.contains("fetch first") || lower.contains("not present locally")
+            || lower.contains("cannot push because a reference that you are trying to update on the remote contains commits")
+    }
+
+    // MARK: clone
+
+    /// Clones a store from a remote (named `origin`) into `path`, which must not exist or be empty.
+    public static func clone(from url: String, to path: String, options: StoreOptions = StoreOptions(),
+                             sync: SyncOptions = SyncOptions()) throws -> Store {
+        GitRuntime.initialize()
+        GitRuntime.setFsync(options.durable)
+        let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
+        let fm = FileManager.default
+        if fm.fileExists(atPath: absolute), let items = try? fm.contentsOfDirectory(atPath: absolute), !items.isEmpty {
+            throw ChatSyncError.invalid(field: "store", rule: "\(absolute) exists and is not empty")
+        }
+        do {
+            let repo = try wrapGit { try Repository.create(at: absolute, bare: false, initialBranch: options.branch) }
+            try wrapGit { try repo.addRemote("origin", url: url) }
+            var delay = sync.retry.initialDelay
+            for attempt in 1...max(1, sync.retry.attempts) {
+                do {
+                    _ = try repo.fetch(remote: "origin", credentials: sync.credentials, progress: sync.progress)
+                    break
+                } catch let e as GitError {
+                    if e.isTransient && attempt < sync.retry.attempts {
+                        usleep(UInt32(min(delay, sync.retry.maxDelay) * 1_000_000)); delay *= 2; continue
+                    }
+                    throw ChatSyncError.remote("clone \(url): \(e.message)")
+                }
+            }
+            let ref = "refs/remotes/origin/\(options.branch)"
+            guard let tip = try wrapGit({ try repo.referenceTarget(ref) }) else {
+                throw ChatSyncError.badStore("\(url) has no branch \(options.branch): is it a chatsync store?")
+            }
+            try wrapGit { try repo.compareAndSwapReference("refs/heads/\(options.branch)", to: tip, expected: nil, message: "chatsync: clone \(url)") }
+            try wrapGit { try repo.setConfigString("branch.\(options.branch).remote", "origin") }
+            try wrapGit { try repo.setConfigString("branch.\(options.branch).merge", "refs/heads/\(options.branch)") }
+        } catch {
+            try? fm.removeItem(atPath: absolute)
+            throw error
+        }
+        let store = try Store.open(at: absolute, options: options)
+        store.syncWorkTree()
+        return store
+    }
+
+    // MARK: conflicts
+
+    /// The conflicts recorded by merges, newest first.
+    public func conflicts(includeResolved: Bool = true) throws -> [ConflictRecord] {
+        try read { snap in
+            try snap.shardedDocuments(ConflictRecord.self, in: "conflicts")
+                .filter { includeResolved || $0.status == .open }
+                .sorted { ($0.createdAt, $0.id) > ($1.createdAt, $1.id) }
+        }
+    }
+
+    public func conflict(_ id: String) throws -> ConflictRecord {
+        try Rules.id(id, "conflict_id")
+        return try read { try $0.require(ConflictRecord.self, at: Layout.conflict(id), id: id) }
+    }
+
+    /// Settles a conflict with a commit: `ours` keeps the value the merge chose, `theirs` puts
+    /// back the value it set aside, `value` sets the given one.
+    public func resolveConflict(_ id: String, take: ConflictResolution, value: JSONValue? = nil) throws -> ConflictRecord {
+        try Rules.id(id, "conflict_id")
+        if take == .value && value == nil { throw ChatSyncError.invalid(field: "value", rule: "--value needs a JSON value") }
+        return try perform { tx in
+            var record = try tx.require(ConflictRecord.self, at: Layout.conflict(id), id: id)
+            guard record.status == .open else { throw ChatSyncError.conflict("conflict \(id) is already resolved (\(record.resolution?.rawValue ?? "?"))") }
+            let wanted: JSONValue?
+            switch take {
+            case .ours: wanted = record.chosen
+            case .theirs: wanted = record.other
+            case .value: wanted = value
+            }
+            if take != .ours {
+                try Self.apply(wanted, to: record, tx)
+            }
+            record.status = .resolved
+            record.resolution = take
+            record.resolvedAt = tx.now
+            try tx.put(record, at: Layout.conflict(id))
+            tx.message = "conflict \(short(id)): resolve \(record.documentType.rawValue) \(short(record.documentID)) \(record.field) (\(take.rawValue))"
+            return record
+        }
+    }
+
+    /// Writes a value into the conflicted field (or the whole document), validated like any change.
+    private static func apply(_ value: JSONValue?, to record: ConflictRecord, _ tx: Transaction) throws {
+        if record.field == "(document)" {
+            guard let value else { try tx.delete(record.path); return }
+            try putValidated(value, at: record.path, kind: record.documentType, tx)
+            return
+        }
+        guard let data = try tx.data(at: record.path), case .object(var doc)? = data.withUnsafeBytes({ FastJSON.parse($0) }) else {
+            throw ChatSyncError.conflict("\(record.path) no longer exists; resolve with the whole document instead")
+        }
+        let keys = record.field.split(separator: ".").map(String.init)
+        func set(_ obj: inout [String: JSONValue], _ keys: ArraySlice<String>) {
+            guard let first = keys.first else { return }
+            if keys.count == 1 {
+                if let value { obj[first] = value } else { obj.removeValue(forKey: first) }
+                return
+            }
+            var inner = obj[first]?.objectValue ?? [:]
+            set(&inner, keys.dropFirst())
+            obj[first] = .object(inner)
+        }
+        set(&doc, keys[...])
+        if case .string? = doc["updated_at"] { doc["updated_at"] = .string(tx.now.rfc3339) }
+        try putValidated(.object(doc), at: record.path, kind: record.documentType, tx)
+    }
+
+    private static func putValidated(_ value: JSONValue, at path: String, kind: DocumentKind, _ tx: Transaction) throws {
+        let data = CanonicalJSON.serialize(value)
+        func check<D: Document>(_ t: D.Type) throws { _ = try DocumentCoding.decodeInput(t, from: data, limits: tx.limits) }
+        switch kind {
+        case .session: try check(UserSession.self)
+        case .chat: try check(Chat.self)
+        case .message: try check(ChatMessage.self)
+        case .mission: try check(Mission.self)
+        case .hop: try check(Hop.self)
+        case .toolStep: try check(ToolStep.self)
+        case .asset: try check(Asset.self)
+        case .conflict: try check(ConflictRecord.self)
+        }
+        tx.putRaw(data, at: path)
+    }
+}

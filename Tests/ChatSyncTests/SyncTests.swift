@@ -1,0 +1,261 @@
+import ChatSync
+import Foundation
+import GitKit
+import XCTest
+
+final class SyncTests: XCTestCase {
+    /// The scenario, through `git daemon`: two clones append to the same chat and change
+    /// its title while offline; A syncs, B syncs, A syncs.
+    func testTwoClonesConvergeThroughGitDaemon() throws {
+        let daemon = try GitDaemon(test: self)
+        let url = try daemon.makeRepository("shared")
+        let a = try makeStore(self)
+        let chat = try a.createChat(userID: "alice", title: "Plans")
+        _ = try a.appendMessage(chatID: chat.id, role: .user, content: "first")
+        try a.addRemote("origin", url: url)
+        let pushed = try a.push(options: quickSync)
+        XCTAssertEqual(pushed.pushedCommits, try a.commitCount())
+        let b = try clone(self, url, "b")
+        XCTAssertEqual(try treeID(a), try treeID(b))
+
+        var ids = Set(try a.listMessages(chatID: chat.id).map(\.id))
+        for i in 0..<5 {
+            ids.insert(try a.appendMessage(chatID: chat.id, role: .user, content: "A \(i)").id)
+            ids.insert(try b.appendMessage(chatID: chat.id, role: .assistant, content: "B \(i)").id)
+        }
+        _ = try a.updateChat(chat.id, patch: ["title": .string("Plans (A)")])
+        _ = try b.updateChat(chat.id, patch: ["title": .string("Plans (B)")])
+
+        let r1 = try a.sync(options: quickSync)
+        XCTAssertGreaterThan(r1.pushedCommits, 0)
+        let r2 = try b.sync(options: quickSync)
+        XCTAssertNotNil(r2.mergeCommit)
+        XCTAssertEqual(r2.conflicts, 1)
+        let r3 = try a.sync(options: quickSync)
+        XCTAssertTrue(r3.fastForward)
+
+        XCTAssertEqual(try treeID(a), try treeID(b))
+        for store in [a, b] {
+            let msgs = try store.listMessages(chatID: chat.id)
+            XCTAssertEqual(Set(msgs.map(\.id)), ids, "every message from both sides")
+            XCTAssertEqual(msgs.map(\.sequenceOrder), Array(1...ids.count))
+            let conflicts = try store.conflicts()
+            XCTAssertEqual(conflicts.count, 1)
+            XCTAssertEqual(conflicts.first?.field, "title")
+            XCTAssertEqual(Set([conflicts.first?.chosen, conflicts.first?.other]), Set([.string("Plans (A)"), .string("Plans (B)")]))
+            XCTAssertEqual(try store.chat(chat.id).title, conflicts.first?.chosen?.stringValue)
+            XCTAssertEqual(try git(store.path, "fsck", "--strict").status, 0)
+            let report = try store.verify()
+            XCTAssertTrue(report.ok, "\(report.problems)")
+            store.syncWorkTree()
+            XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+        }
+        // The later edit (B's) wins the title.
+        XCTAssertEqual(try a.chat(chat.id).title, "Plans (B)")
+    }
+
+    /// Merging A into B and B into A give the same tree, byte for byte.
+    func testMergeIsSymmetric() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let chat = try origin.createChat(userID: "u", title: "T")
+        let s = try origin.createSession(userID: "u", chatID: chat.id)
+        let m = try origin.createMission(userID: "u", name: "M")
+        _ = try origin.addHop(missionID: m.id, name: "h1")
+        let shared = try origin.appendMessage(chatID: chat.id, role: .user, content: "shared", metadata: .object(["k": .int(1)]))
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let a = try clone(self, bare, "a"), b = try clone(self, bare, "b")
+        // Diverge: appends, concurrent edits of one message's metadata, hops, session status, title.
+        _ = try a.appendMessage(chatID: chat.id, role: .user, content: "a1")
+        _ = try b.appendMessage(chatID: chat.id, role: .assistant, content: "b1")
+        _ = try a.editMessage(chatID: chat.id, id: shared.id, metadata: .object(["k": .int(2), "a": .bool(true)]))
+        _ = try b.editMessage(chatID: chat.id, id: shared.id, metadata: .object(["k": .int(3), "b": .bool(true)]))
+        _ = try a.addHop(missionID: m.id, name: "from a")
+        _ = try b.addHop(missionID: m.id, name: "from b")
+        _ = try a.completeSession(s.id)
+        _ = try b.updateChat(chat.id, patch: ["title": .string("B's title")])
+        try a.addRemote("peer", url: b.path)
+        try b.addRemote("peer", url: a.path)
+        let aTip = try XCTUnwrap(a.head()), bTip = try XCTUnwrap(b.head())
+        try a.fetch("peer", options: quickSync)
+        try b.fetch("peer", options: quickSync)
+        _ = try a.merge(bTip, from: "peer")
+        _ = try b.merge(aTip, from: "peer")
+        XCTAssertEqual(try treeID(a), try treeID(b), "A←B and B←A must give the same tree")
+        let hops = try a.listHops(missionID: m.id)
+        XCTAssertEqual(hops.map(\.sequenceOrder), [1, 2, 3])
+        XCTAssertEqual(Set(hops.map(\.name)), ["h1", "from a", "from b"])
+        XCTAssertEqual(hops.first?.name, "h1", "additions are numbered after the order both sides share")
+        let merged = try a.message(chatID: chat.id, id: shared.id)
+        XCTAssertEqual(merged.messageMetadata["a"], .bool(true))
+        XCTAssertEqual(merged.messageMetadata["b"], .bool(true))
+        XCTAssertEqual(try a.conflicts().map(\.field), ["message_metadata.k"])
+        XCTAssertEqual(try a.session(s.id).status, .completed)
+        XCTAssertEqual(try a.chat(chat.id).title, "B's title")
+        XCTAssertEqual(try a.listMessages(chatID: chat.id).map(\.sequenceOrder), [1, 2, 3])
+        XCTAssertTrue(try a.verify().ok)
+    }
+
+    func testEditAgainstDeleteKeepsTheEditAndAMessageToADeletedChatIsNotLost() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let chat = try origin.createChat(userID: "u", title: "doomed")
+        let old = try origin.appendMessage(chatID: chat.id, role: .user, content: "old")
+        let m = try origin.createMission(userID: "u", name: "M")
+        let asset = try origin.createAsset(userID: "u", name: "A", schemaDefinition: .emptyObject, scopeType: .mission, scopeID: m.id, role: .input)
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let a = try clone(self, bare, "a"), b = try clone(self, bare, "b")
+        try a.deleteChat(chat.id)
+        try a.deleteAsset(asset.id)
+        let reply = try b.appendMessage(chatID: chat.id, role: .assistant, content: "written while A deleted the chat")
+        _ = try b.updateAsset(asset.id, patch: ["status": .string("ready")])
+        _ = try a.sync(options: quickSync)
+        let r = try b.sync(options: quickSync)
+        XCTAssertEqual(r.conflicts, 2)
+        _ = try a.sync(options: quickSync)
+        XCTAssertEqual(try treeID(a), try treeID(b))
+        for store in [a, b] {
+            let msgs = try store.listMessages(chatID: chat.id)
+            XCTAssertEqual(msgs.map(\.id), [old.id, reply.id], "the chat comes back whole, with the new message")
+            XCTAssertEqual(try store.asset(asset.id).status, .ready, "edit wins over delete")
+            XCTAssertEqual(Set(try store.conflicts().map(\.kind)), [.deleteVsEdit])
+            XCTAssertTrue(try store.verify().ok)
+        }
+    }
+
+    func testConflictsCanBeResolved() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let chat = try origin.createChat(userID: "u", title: "T")
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let a = try clone(self, bare, "a"), b = try clone(self, bare, "b")
+        _ = try a.updateChat(chat.id, patch: ["title": .string("from A")])
+        usleep(3000)
+        _ = try b.updateChat(chat.id, patch: ["title": .string("from B")])
+        _ = try a.sync(options: quickSync)
+        _ = try b.sync(options: quickSync)
+        let c = try XCTUnwrap(try b.conflicts().first)
+        XCTAssertEqual(c.chosen, .string("from B"))
+        let before = try b.commitCount()
+        let resolved = try b.resolveConflict(c.id, take: .theirs)
+        XCTAssertEqual(resolved.status, .resolved)
+        XCTAssertEqual(try b.chat(chat.id).title, "from A")
+        XCTAssertEqual(try b.commitCount(), before + 1)
+        XCTAssertThrowsError(try b.resolveConflict(c.id, take: .ours)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "conflict") }
+        XCTAssertThrowsError(try b.resolveConflict("nope", take: .ours)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "not_found") }
+        // A value that breaks the rules is refused and writes nothing.
+        _ = try b.updateChat(chat.id, patch: ["title": .string("again B")])
+        _ = try a.updateChat(chat.id, patch: ["title": .string("again A")])
+        _ = try b.sync(options: quickSync)
+        _ = try a.sync(options: quickSync)
+        let open = try XCTUnwrap(try a.conflicts(includeResolved: false).first)
+        try assertRefused(a, field: "title") { _ = try a.resolveConflict(open.id, take: .value, value: .string(String(repeating: "x", count: 300))) }
+        _ = try a.resolveConflict(open.id, take: .value, value: .string("agreed"))
+        XCTAssertEqual(try a.chat(chat.id).title, "agreed")
+    }
+
+    func testAPushTheServerRejectsFailsClearlyAndTheStoreIsUnharmed() throws {
+        let daemon = try GitDaemon(test: self)
+        let url = try daemon.makeRepository("guarded")
+        let hook = daemon.base + "/guarded.git/hooks/pre-receive"
+        try Data("#!/bin/sh\necho 'pushes are frozen' >&2\nexit 1\n".utf8).write(to: URL(fileURLWithPath: hook))
+        chmod(hook, 0o755)
+        let a = try makeStore(self)
+        _ = try a.createChat(userID: "u")
+        try a.addRemote("origin", url: url)
+        let before = try a.commitCount()
+        XCTAssertThrowsError(try a.push(options: quickSync)) { error in
+            let e = error as? ChatSyncError
+            XCTAssertEqual(e?.code, "remote_error", "\(error)")
+            XCTAssertTrue("\(error)".contains("reject") || "\(error)".contains("frozen") || "\(error)".contains("hook declined"), "\(error)")
+        }
+        XCTAssertEqual(try a.commitCount(), before)
+        XCTAssertTrue(try a.verify().ok)
+        XCTAssertEqual(try git(daemon.base + "/guarded.git", "rev-parse", "--verify", "-q", "refs/heads/main").status, 1, "nothing landed")
+    }
+
+    func testARemoteThatIsDownIsRetriedThenReported() throws {
+        let a = try makeStore(self)
+        _ = try a.createChat(userID: "u")
+        // A port nothing listens on.
+        var port = 0
+        repeat { port = Int.random(in: 20_000...60_000) } while GitDaemon.waitForPortOnce(port)
+        try a.addRemote("origin", url: "git://127.0.0.1:\(port)/nothing.git")
+        let before = try a.commitCount()
+        let started = Date()
+        XCTAssertThrowsError(try a.sync(options: SyncOptions(retry: RetryPolicy(attempts: 3, initialDelay: 0.1, maxDelay: 1)))) { error in
+            XCTAssertEqual((error as? ChatSyncError)?.code, "remote_error")
+            XCTAssertTrue("\(error)".contains("3 attempt"), "\(error)")
+        }
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 0.3, "two waits: 0.1 s, then 0.2 s")
+        XCTAssertEqual(try a.commitCount(), before)
+        XCTAssertTrue(try a.verify().ok)
+        // Everything local still works.
+        _ = try a.createChat(userID: "u")
+    }
+
+    func testANotFoundRepositoryIsNotRetried() throws {
+        let daemon = try GitDaemon(test: self)
+        let a = try makeStore(self)
+        try a.addRemote("origin", url: "git://127.0.0.1:\(daemon.port)/missing.git")
+        let started = Date()
+        XCTAssertThrowsError(try a.pull(options: SyncOptions(retry: RetryPolicy(attempts: 3, initialDelay: 2, maxDelay: 10)))) { error in
+            XCTAssertEqual((error as? ChatSyncError)?.code, "remote_error", "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 2, "not retried")
+    }
+
+    func testUnrelatedHistoriesAreAClearError() throws {
+        let a = try makeStore(self), b = try makeStore(self)
+        _ = try a.createChat(userID: "u")
+        _ = try b.createChat(userID: "v")
+        try a.addRemote("other", url: b.path)
+        XCTAssertThrowsError(try a.pull("other", options: quickSync)) { error in
+            XCTAssertTrue("\(error)".contains("unrelated histories"), "\(error)")
+        }
+        var allow = quickSync
+        allow.allowUnrelatedHistories = true
+        _ = try a.pull("other", options: allow)
+        XCTAssertEqual(try a.listChats().count, 2)
+    }
+
+    func testAPushRaceIsMergedAndPushedAgain() throws {
+        let daemon = try GitDaemon(test: self)
+        let url = try daemon.makeRepository("race")
+        let a = try makeStore(self)
+        let chat = try a.createChat(userID: "u")
+        try a.addRemote("origin", url: url)
+        _ = try a.push(options: quickSync)
+        let b = try clone(self, url, "b")
+        _ = try a.appendMessage(chatID: chat.id, role: .user, content: "a")
+        _ = try b.appendMessage(chatID: chat.id, role: .user, content: "b")
+        _ = try a.sync(options: quickSync)
+        // B's plain push is refused (the remote moved); sync fetches, merges and pushes again.
+        XCTAssertThrowsError(try b.push(options: quickSync))
+        let r = try b.sync(options: quickSync)
+        XCTAssertGreaterThan(r.pushedCommits, 0)
+        _ = try a.sync(options: quickSync)
+        XCTAssertEqual(try treeID(a), try treeID(b))
+        XCTAssertEqual(try a.listMessages(chatID: chat.id).count, 2)
+    }
+}
+
+extension GitDaemon {
+    static func waitForPortOnce(_ port: Int) -> Bool {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        defer { close(fd) }
+        var addr = sockaddr_in()
+        addr.sin_family = sa_family_t(AF_INET)
+        addr.sin_port = in_port_t(UInt16(port).bigEndian)
+        addr.sin_addr.s_addr = inet_addr("127.0.0.1")
+        return withUnsafePointer(to: &addr) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        } == 0
+    }
+}
