@@ -28,6 +28,7 @@ LAYOUT = [
     (rf"missions/{SH}/{ID}/hops/{ID}/hop\.json", "hop"),
     (rf"missions/{SH}/{ID}/hops/{ID}/steps/{ID}\.json", "tool_step"),
     (rf"assets/{SH}/{ID}\.json", "asset"),
+    (rf"conflicts/{SH}/{ID}\.json", "conflict"),
 ]
 
 

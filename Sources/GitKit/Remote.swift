@@ -11,9 +11,12 @@ public struct GitCredentials: Sendable {
     public var sshPassphrase: String?
     /// Ask ssh-agent for a key first.
     public var useSSHAgent: Bool
-    public init(username: String? = nil, password: String? = nil, sshKeyPath: String? = nil, sshPassphrase: String? = nil, useSSHAgent: Bool = true) {
+    /// Asked once for a user name and password for a URL when none is given (e.g. git's credential helper).
+    public var helper: (@Sendable (_ url: String) -> (username: String, password: String)?)?
+    public init(username: String? = nil, password: String? = nil, sshKeyPath: String? = nil, sshPassphrase: String? = nil,
+                useSSHAgent: Bool = true, helper: (@Sendable (_ url: String) -> (username: String, password: String)?)? = nil) {
         self.username = username; self.password = password; self.sshKeyPath = sshKeyPath
-        self.sshPassphrase = sshPassphrase; self.useSSHAgent = useSSHAgent
+        self.sshPassphrase = sshPassphrase; self.useSSHAgent = useSSHAgent; self.helper = helper
     }
 }
 
@@ -40,6 +43,7 @@ private final class RemoteSession {
     var triedKey = false
     var triedPassword = false
     var triedUsername = false
+    var triedHelper = false
     var authFailed = false
     var rejections: [String] = []
 
@@ -57,7 +61,7 @@ private func makeCallbacks(_ box: RemoteSession) throws -> git_remote_callbacks 
     var cb = git_remote_callbacks()
     try check(git_remote_init_callbacks(&cb, UInt32(GIT_REMOTE_CALLBACKS_VERSION)), "remote callbacks")
     cb.payload = Unmanaged.passUnretained(box).toOpaque()
-    cb.credentials = { out, _, usernameFromURL, allowed, payload in
+    cb.credentials = { out, url, usernameFromURL, allowed, payload in
         let s = session(payload)
         let user = s.credentials.username ?? usernameFromURL.map { String(cString: $0) } ?? "git"
         if allowed & GIT_CREDENTIAL_SSH_KEY.rawValue != 0 {
@@ -74,6 +78,11 @@ private func makeCallbacks(_ box: RemoteSession) throws -> git_remote_callbacks 
         if allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT.rawValue != 0, let password = s.credentials.password, !s.triedPassword {
             s.triedPassword = true
             return git_credential_userpass_plaintext_new(out, user, password)
+        }
+        if allowed & GIT_CREDENTIAL_USERPASS_PLAINTEXT.rawValue != 0, s.credentials.password == nil, !s.triedHelper,
+           let helper = s.credentials.helper, let url, let found = helper(String(cString: url)) {
+            s.triedHelper = true
+            return git_credential_userpass_plaintext_new(out, found.username, found.password)
         }
         if allowed & GIT_CREDENTIAL_USERNAME.rawValue != 0, !s.triedUsername {
             s.triedUsername = true

@@ -16,6 +16,7 @@ final class SchemaTests: XCTestCase {
         let pairs: [(String, [String])] = [
             ("session", UserSession.fieldNames), ("chat", Chat.fieldNames), ("message", ChatMessage.fieldNames),
             ("mission", Mission.fieldNames), ("hop", Hop.fieldNames), ("tool_step", ToolStep.fieldNames), ("asset", Asset.fieldNames),
+            ("conflict", ConflictRecord.fieldNames),
         ]
         for (name, fields) in pairs {
             XCTAssertEqual(try schemaProperties(name), fields.sorted(), "Store/schemas/\(name).schema.json vs the Swift model")
@@ -47,9 +48,26 @@ final class SchemaTests: XCTestCase {
         _ = try store.linkMission(sessionID: s.id, missionID: mission.id)
         _ = try store.cleanupSessions(idleAfter: 0, archiveAfter: 0)
 
+        // A merge that records conflicts (field and delete-vs-edit) and a resolved one.
+        let bare = NSTemporaryDirectory() + "chatsync-schema-bare-\(UUID().uuidString).git"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: bare) }
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        try store.addRemote("origin", url: bare)
+        _ = try store.push(options: quickSync)
+        let other = try clone(self, bare, "schema-other")
+        _ = try other.updateChat(s.chatID, patch: ["title": .string("theirs")])
+        try other.deleteAsset(try XCTUnwrap(store.listAssets().first).id)
+        _ = try other.push(options: quickSync)
+        _ = try store.updateChat(s.chatID, patch: ["title": .string("ours")])
+        _ = try store.updateAsset(try XCTUnwrap(store.listAssets().first).id, patch: ["status": .string("ready")])
+        XCTAssertEqual(try store.pull(options: quickSync).conflicts, 2)
+        _ = try store.resolveConflict(try XCTUnwrap(store.conflicts().first).id, take: .theirs)
+        store.syncWorkTree()
+
         let (out, status) = try runValidator(store.path)
         XCTAssertEqual(status, 0, out)
         XCTAssertTrue(out.contains("0 problem(s)"), out)
+        XCTAssertTrue(out.contains("2 conflict"), out)
 
         // The validator is a real check: a document that breaks the schema fails it.
         try Data(#"{"id": "x", "user_id": "", "created_at": "soon"}"#.utf8 + [0x0A])

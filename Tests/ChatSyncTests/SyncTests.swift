@@ -259,3 +259,55 @@ extension GitDaemon {
         } == 0
     }
 }
+
+final class AuthTests: XCTestCase {
+    /// An HTTP server that refuses every request with 401 (Basic auth) and counts them.
+    func startRefusingServer() throws -> (port: Int, counter: String, process: Process) {
+        let counter = freshPath(self, "requests") + ".txt"
+        let script = """
+        import http.server, sys
+        class H(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                with open(sys.argv[2], "a") as f: f.write("x\\n")
+                self.send_response(401)
+                self.send_header("WWW-Authenticate", 'Basic realm="chatsync-test"')
+                self.send_header("Content-Length", "0")
+                self.end_headers()
+            do_POST = do_GET
+            def log_message(self, *a): pass
+        http.server.ThreadingHTTPServer(("127.0.0.1", int(sys.argv[1])), H).serve_forever()
+        """
+        for _ in 0..<20 {
+            let port = Int.random(in: 20_000...60_000)
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+            p.arguments = ["python3", "-c", script, "\(port)", counter]
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            if GitDaemon.waitForPort(port, process: p) {
+                addTeardownBlock { p.terminate(); p.waitUntilExit() }
+                return (port, counter, p)
+            }
+            p.terminate()
+        }
+        throw XCTSkip("could not start the test HTTP server")
+    }
+
+    func testAWrongPasswordFailsAtOnceAndNeverLoops() throws {
+        let server = try startRefusingServer()
+        let a = try makeStore(self)
+        try a.addRemote("origin", url: "http://127.0.0.1:\(server.port)/store.git")
+        var options = SyncOptions(credentials: GitCredentials(username: "alice", password: "wrong", useSSHAgent: false),
+                                  retry: RetryPolicy(attempts: 3, initialDelay: 1, maxDelay: 10))
+        options.credentials.helper = nil
+        let started = Date()
+        XCTAssertThrowsError(try a.pull(options: options)) { error in
+            XCTAssertEqual((error as? ChatSyncError)?.code, "remote_error", "\(error)")
+            XCTAssertTrue("\(error)".lowercased().contains("auth"), "\(error)")
+        }
+        XCTAssertLessThan(Date().timeIntervalSince(started), 1, "not retried, no loop")
+        let requests = (try? String(contentsOfFile: server.counter, encoding: .utf8))?.split(separator: "\n").count ?? 0
+        XCTAssertGreaterThan(requests, 0)
+        XCTAssertLessThanOrEqual(requests, 3, "the password is offered once")
+    }
+}

@@ -32,13 +32,45 @@ public struct SyncOptions: Sendable {
 }
 
 extension GitCredentials {
-    /// `CHATSYNC_GIT_USERNAME`/`CHATSYNC_GIT_PASSWORD` (https), `CHATSYNC_SSH_KEY` and
-    /// `CHATSYNC_SSH_PASSPHRASE` (ssh; ssh-agent is asked first).
+    /// `CHATSYNC_GIT_USERNAME`/`CHATSYNC_GIT_PASSWORD` (https; else git's credential helper,
+    /// asked once without prompting), `CHATSYNC_SSH_KEY` and `CHATSYNC_SSH_PASSPHRASE` (ssh;
+    /// ssh-agent is asked first).
     public static func fromEnvironment() -> GitCredentials {
         let env = ProcessInfo.processInfo.environment
         return GitCredentials(username: env["CHATSYNC_GIT_USERNAME"], password: env["CHATSYNC_GIT_PASSWORD"],
                               sshKeyPath: env["CHATSYNC_SSH_KEY"], sshPassphrase: env["CHATSYNC_SSH_PASSPHRASE"],
-                              useSSHAgent: env["SSH_AUTH_SOCK"] != nil)
+                              useSSHAgent: env["SSH_AUTH_SOCK"] != nil, helper: gitCredentialHelper)
+    }
+
+    /// Asks git's configured credential helper (`git credential fill`, never prompting).
+    @Sendable static func gitCredentialHelper(_ url: String) -> (username: String, password: String)? {
+        guard let u = URL(string: url), let scheme = u.scheme, let host = u.host else { return nil }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/env")
+        p.arguments = ["git", "credential", "fill"]
+        var env = ProcessInfo.processInfo.environment
+        env["GIT_TERMINAL_PROMPT"] = "0"
+        env["GIT_ASKPASS"] = "/bin/false"
+        p.environment = env
+        let input = Pipe(), output = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        p.standardError = FileHandle.nullDevice
+        guard (try? p.run()) != nil else { return nil }
+        var request = "protocol=\(scheme)\nhost=\(host)\(u.port.map { ":\($0)" } ?? "")\n"
+        if !u.path.isEmpty { request += "path=\(u.path.dropFirst())\n" }
+        input.fileHandleForWriting.write(Data((request + "\n").utf8))
+        try? input.fileHandleForWriting.close()
+        let data = output.fileHandleForReading.readDataToEndOfFile()
+        p.waitUntilExit()
+        guard p.terminationStatus == 0 else { return nil }
+        var fields: [String: String] = [:]
+        for line in String(decoding: data, as: UTF8.self).split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2 { fields[String(parts[0])] = String(parts[1]) }
+        }
+        guard let user = fields["username"], let password = fields["password"] else { return nil }
+        return (user, password)
     }
 }
 
