@@ -32,4 +32,10 @@ static inline void chatsync_writepack_free(git_odb_writepack *wp) {
     wp->free(wp);
 }
 
+/* Write straight into an object backend (the in-memory pack), skipping git_odb_write's
+   existence check, which rescans the pack folder for every new object. */
+static inline int chatsync_backend_write(git_odb_backend *b, const git_oid *oid, const void *data, size_t len, git_object_t type) {
+    return b->write(b, oid, data, len, type);
+}
+
 #endif

@@ -105,6 +105,18 @@ public final class Repository: @unchecked Sendable {
     /// Writes a blob (to the in-memory pack when one is attached) and returns its id.
     public func writeBlob(_ data: Data) throws -> OID {
         var oid = git_oid()
+        if let mempack {
+            // Hash it and hand it to the in-memory pack directly (duplicates are harmless there).
+            let backend = UnsafeMutablePointer<git_odb_backend>(mempack)
+            let code = data.withUnsafeBytes { buf -> Int32 in
+                let h = git_odb_hash(&oid, buf.baseAddress, buf.count, GIT_OBJECT_BLOB)
+                if h < 0 { return h }
+                return chatsync_backend_write(backend, &oid, buf.baseAddress, buf.count, GIT_OBJECT_BLOB)
+            }
+            try check(code, "write blob")
+            track(OID(oid))
+            return OID(oid)
+        }
         let code = data.withUnsafeBytes { buf in
             git_blob_create_from_buffer(&oid, pointer, buf.baseAddress, buf.count)
         }
@@ -208,47 +220,148 @@ public final class Repository: @unchecked Sendable {
         }
     }
 
-    /// Builds a new tree from `base` with `updates` applied; only the touched folders are rewritten.
+    /// Builds a new tree from `base` with `updates` applied; only the touched folders are
+    /// rewritten. A folder left empty disappears; removing a path that is not there does nothing;
+    /// removing a folder's path removes the folder with everything in it.
+    ///
+    /// (Done here rather than with `git_tree_create_updated`, whose every object write makes
+    /// libgit2 rescan the pack folder; this writes each new tree once, into the in-memory pack
+    /// when one is attached.)
     public func updateTree(_ base: OID, _ updates: [TreeUpdate]) throws -> OID {
         if updates.isEmpty { return base }
-        let baseTree = try lookupTree(base)
-        defer { git_tree_free(baseTree) }
-        let cPaths = updates.map { strdup($0.path)! }
-        defer { cPaths.forEach { free($0) } }
-        var raw: [git_tree_update] = []
-        raw.reserveCapacity(updates.count)
-        for (i, u) in updates.enumerated() {
-            var item = git_tree_update()
-            item.path = UnsafePointer(cPaths[i])
-            switch u.action {
-            case .upsert(let oid):
-                item.action = GIT_TREE_UPDATE_UPSERT
-                item.id = oid.raw
-                item.filemode = GIT_FILEMODE_BLOB
-            case .remove:
-                item.action = GIT_TREE_UPDATE_REMOVE
-            }
-            raw.append(item)
+        var root = TreeNode()
+        for u in updates {
+            let parts = u.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+            guard !parts.isEmpty else { throw GitError(code: -1, message: "empty path", operation: "update tree") }
+            var node = root
+            try Self.insert(&node, parts[...], u.action, path: u.path)
+            root = node
         }
-        var out = git_oid()
-        try check(git_tree_create_updated(&out, pointer, baseTree, raw.count, raw), "update tree \(base.short)")
-        let root = OID(out)
-        if mempack != nil {
-            // git_tree_create_updated rewrites exactly the folders on the updated paths: remember them.
-            track(root)
-            var dirs = Set<String>()
-            for u in updates {
-                var path = Substring(u.path)
-                while let slash = path.lastIndex(of: "/") {
-                    path = path[..<slash]
-                    if !dirs.insert(String(path)).inserted { break }
+        return try build(base, root) ?? emptyTree()
+    }
+
+    /// The updates below one folder, by name.
+    private struct TreeNode {
+        var leaf: TreeUpdate.Action?
+        var children: [String: TreeNode] = [:]
+    }
+
+    private static func insert(_ node: inout TreeNode, _ parts: ArraySlice<String>, _ action: TreeUpdate.Action, path: String) throws {
+        let name = parts.first!
+        var child = node.children[name] ?? TreeNode()
+        if parts.count == 1 {
+            child.leaf = action
+        } else {
+            if case .upsert? = child.leaf { throw GitError(code: -1, message: "\(path) puts a file under a file", operation: "update tree") }
+            try insert(&child, parts.dropFirst(), action, path: path)
+        }
+        node.children[name] = child
+    }
+
+    private struct RawEntry {
+        var name: [UInt8]
+        var mode: UInt32
+        var oid: git_oid
+        var isTree: Bool { mode == 0o040000 }
+    }
+
+    private func rawEntries(_ treeOID: OID) throws -> [RawEntry] {
+        let tree = try lookupTree(treeOID)
+        defer { git_tree_free(tree) }
+        let count = git_tree_entrycount(tree)
+        var result: [RawEntry] = []
+        result.reserveCapacity(count + 1)
+        for i in 0..<count {
+            guard let e = git_tree_entry_byindex(tree, i) else { continue }
+            let cname = git_tree_entry_name(e)!
+            let name = Array(UnsafeRawBufferPointer(start: cname, count: strlen(cname)).bindMemory(to: UInt8.self))
+            result.append(RawEntry(name: name, mode: git_tree_entry_filemode(e).rawValue, oid: git_tree_entry_id(e)!.pointee))
+        }
+        return result
+    }
+
+    /// Applies `node` to the tree `base` (nil: none); returns nil when the result is empty.
+    private func build(_ base: OID?, _ node: TreeNode) throws -> OID? {
+        var entries = try base.map { try rawEntries($0) } ?? []
+        var index: [[UInt8]: Int] = [:]
+        for (i, e) in entries.enumerated() { index[e.name] = i }
+        var removed = Set<Int>()
+        for (name, child) in node.children {
+            let key = Array(name.utf8)
+            let existing = index[key]
+            if let leaf = child.leaf, child.children.isEmpty {
+                switch leaf {
+                case .remove:
+                    if let i = existing { removed.insert(i) }
+                case .upsert(let oid):
+                    if let i = existing {
+                        if entries[i].isTree { throw GitError(code: -1, message: "\(name) is a folder, not a file", operation: "update tree") }
+                        entries[i].oid = oid.raw
+                        entries[i].mode = GIT_FILEMODE_BLOB.rawValue
+                    } else {
+                        index[key] = entries.count
+                        entries.append(RawEntry(name: key, mode: GIT_FILEMODE_BLOB.rawValue, oid: oid.raw))
+                    }
                 }
+                continue
             }
-            for dir in dirs {
-                if let e = try entry(in: root, path: dir), e.kind == .tree { track(e.oid) }
+            // A folder: removed first if asked, then rebuilt with the updates below it.
+            var subBase: OID?
+            if let i = existing, entries[i].isTree, child.leaf == nil { subBase = OID(entries[i].oid) }
+            if let i = existing, !entries[i].isTree, child.leaf == nil {
+                throw GitError(code: -1, message: "\(name) is a file, not a folder", operation: "update tree")
+            }
+            let sub = try build(subBase, child)
+            if let sub {
+                if let i = existing {
+                    entries[i] = RawEntry(name: key, mode: 0o040000, oid: sub.raw)
+                    removed.remove(i)
+                } else {
+                    index[key] = entries.count
+                    entries.append(RawEntry(name: key, mode: 0o040000, oid: sub.raw))
+                }
+            } else if let i = existing {
+                removed.insert(i)
             }
         }
-        return root
+        let kept = entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        if kept.isEmpty { return nil }
+        // git's order: by name, a folder's name compared as if it ended with "/".
+        let sorted = kept.sorted { a, b in
+            let x = a.isTree ? a.name + [0x2F] : a.name
+            let y = b.isTree ? b.name + [0x2F] : b.name
+            return x.lexicographicallyPrecedes(y)
+        }
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(sorted.count * 60)
+        for e in sorted {
+            bytes += Array(String(e.mode, radix: 8).utf8)
+            bytes.append(0x20)
+            bytes += e.name
+            bytes.append(0)
+            withUnsafeBytes(of: e.oid.id) { bytes += $0 }
+        }
+        return try writeObject(bytes, type: GIT_OBJECT_TREE)
+    }
+
+    /// Writes a raw object: into the in-memory pack when one is attached, else through the object database.
+    private func writeObject(_ bytes: [UInt8], type: git_object_t) throws -> OID {
+        var oid = git_oid()
+        let code = bytes.withUnsafeBytes { buf -> Int32 in
+            if let mempack {
+                let h = git_odb_hash(&oid, buf.baseAddress, buf.count, type)
+                if h < 0 { return h }
+                return chatsync_backend_write(UnsafeMutablePointer<git_odb_backend>(mempack), &oid, buf.baseAddress, buf.count, type)
+            }
+            var odb: OpaquePointer?
+            let o = git_repository_odb(&odb, pointer)
+            if o < 0 { return o }
+            defer { git_odb_free(odb) }
+            return git_odb_write(&oid, odb, buf.baseAddress, buf.count, type)
+        }
+        try check(code, "write \(type == GIT_OBJECT_TREE ? "tree" : "object")")
+        track(OID(oid))
+        return OID(oid)
     }
 
     /// Writes a commit object (no reference moves).

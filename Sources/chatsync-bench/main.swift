@@ -28,6 +28,17 @@ func pad(_ s: String, _ width: Int, right: Bool = false) -> String {
     let fill = String(repeating: " ", count: max(0, width - s.count))
     return right ? fill + s : s + fill
 }
+/// Runs `body` on `n` threads of its own at once (Dispatch's concurrentPerform would use only one per core).
+func onThreads(_ n: Int, _ body: @escaping @Sendable (Int) -> Void) {
+    let group = DispatchGroup()
+    for i in 0..<n {
+        group.enter()
+        let t = Thread { body(i); group.leave() }
+        t.stackSize = 1 << 20
+        t.start()
+    }
+    group.wait()
+}
 func median(_ xs: [Double]) -> Double { let s = xs.sorted(); return s[s.count / 2] }
 
 let root = NSTemporaryDirectory() + "chatsync-bench-\(getpid())"
@@ -151,6 +162,91 @@ do {
         store.close()
     }
     record("read a \(n)-message chat in order (median of 5, fresh handle)", median(times) * 1000, "ms", "target < 100")
+}
+
+// 4. Group commit: 16 writers appending at once.
+for durable in [false, true] {
+    let store = try freshStore(durable: durable)
+    let chat = try store.createChat(userID: "bench")
+    let writers = 16, each = quick ? 20 : 100
+    let t0 = now()
+    onThreads(writers) { w in
+        for i in 0..<each { _ = try! store.appendMessage(chatID: chat.id, role: .user, content: "w\(w) \(i)") }
+    }
+    let rate = Double(writers * each) / (now() - t0)
+    record("appends/s, 16 concurrent writers, one commit each, \(durable ? "durable" : "no fsync")", rate, "ops/s", "\(writers * each) appends")
+    let numbers = try store.listMessages(chatID: chat.id).map(\.sequenceOrder)
+    precondition(numbers == Array(1...(writers * each)))
+    store.close()
+}
+
+/// Appends `n` messages from 16 threads (group commit keeps the setup quick).
+func appendMany(_ store: Store, _ chatID: String, _ n: Int, _ label: String) {
+    onThreads(16) { w in
+        var i = w
+        while i < n { _ = try! store.appendMessage(chatID: chatID, role: .user, content: "\(label) \(i)"); i += 16 }
+    }
+}
+
+// 5. Merging two replicas that each added messages to one chat.
+do {
+    let n = Int(ProcessInfo.processInfo.environment["BENCH_MERGE"] ?? "") ?? (quick ? 200 : 1_000)
+    let origin = try freshStore(durable: false)
+    let chat = try origin.createChat(userID: "bench")
+    let bare = "\(root)/merge-remote.git"
+    _ = sh("git init -q --bare --initial-branch=main \(bare)", root)
+    try origin.addRemote("origin", url: bare)
+    _ = try origin.push()
+    var o = StoreOptions(); o.durable = false
+    let a = try Store.clone(from: bare, to: "\(root)/merge-a", options: o)
+    let b = try Store.clone(from: bare, to: "\(root)/merge-b", options: o)
+    appendMany(a, chat.id, n, "a")
+    appendMany(b, chat.id, n, "b")
+    try a.addRemote("b", url: b.path)
+    let (tip, _) = try a.fetch("b")
+    let t = now()
+    let report = try a.merge(tip!, from: "b")
+    let elapsed = now() - t
+    let mergedCount = try a.listMessages(chatID: chat.id).count
+    precondition(report.mergeCommit != nil && mergedCount == 2 * n)
+    record("merge two replicas that each added \(n) messages to one chat", elapsed * 1000, "ms", "target < 200")
+    a.close(); b.close(); origin.close()
+}
+
+// 6. Pulling many commits through git daemon.
+do {
+    let n = quick ? 1_000 : 10_000
+    let daemonBase = "\(root)/daemon"
+    try FileManager.default.createDirectory(atPath: daemonBase, withIntermediateDirectories: true)
+    _ = sh("git init -q --bare --initial-branch=main \(daemonBase)/pull.git", root)
+    let port = Int.random(in: 30_000...60_000)
+    let daemon = Process()
+    daemon.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+    daemon.arguments = ["daemon", "--listen=127.0.0.1", "--port=\(port)", "--base-path=\(daemonBase)", "--export-all",
+                        "--enable=receive-pack", "--reuseaddr", daemonBase]
+    daemon.standardOutput = FileHandle.nullDevice
+    daemon.standardError = FileHandle.nullDevice
+    try daemon.run()
+    defer { daemon.terminate(); daemon.waitUntilExit() }
+    usleep(500_000)
+    let url = "git://127.0.0.1:\(port)/pull.git"
+    let writer = try freshStore(durable: false)
+    let chat = try writer.createChat(userID: "bench")
+    try writer.addRemote("origin", url: url)
+    _ = try writer.push()
+    var o = StoreOptions(); o.durable = false
+    let reader = try Store.clone(from: url, to: "\(root)/pull-reader", options: o)
+    appendMany(writer, chat.id, n, "m")
+    _ = try writer.push()
+    let t = now()
+    let r = try reader.pull()
+    let pullTime = now() - t
+    precondition(r.fetchedCommits == n && r.fastForward)
+    record("pull \(n) commits through git daemon (fetch + fast-forward)", pullTime * 1000, "ms", "\(Int(Double(n) / pullTime)) commits/s")
+    let w = now()
+    reader.syncWorkTree()
+    record("  then bring the work tree to them (\(n) new files)", (now() - w) * 1000, "ms", "")
+    reader.close(); writer.close()
 }
 
 if asJSON {

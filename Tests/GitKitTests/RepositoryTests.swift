@@ -123,3 +123,42 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(changes.map(\.status), [.deleted, .modified, .added])
     }
 }
+
+final class TreeUpdateTests: XCTestCase {
+    func testTreesAreBuiltInGitsOrderAndEmptyFoldersDisappear() throws {
+        let dir = NSTemporaryDirectory() + "gitkit-tree-\(UUID().uuidString)"
+        defer { try? FileManager.default.removeItem(atPath: dir) }
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        let blob = try repo.writeBlob(Data("x\n".utf8))
+        // Names whose order differs between "as files" and "as folders".
+        var tree = try repo.updateTree(repo.emptyTree(), [
+            .upsert("foo.txt", blob), .upsert("foo/bar.json", blob), .upsert("foo-bar", blob), .upsert("fo/o", blob),
+            .upsert("a/b/c/d.json", blob), .upsert("a/b/e.json", blob), .upsert("z", blob),
+        ])
+        let sig = Signature(name: "t", email: "t@example.com", time: 1_700_000_000)
+        var parent = try repo.createCommit(tree: tree, parents: [], author: sig, message: "1")
+        tree = try repo.updateTree(tree, [.remove("a/b/c/d.json"), .upsert("foo/baz.json", blob), .remove("nothing/here")])
+        XCTAssertNil(try repo.entry(in: tree, path: "a/b/c"), "an emptied folder disappears")
+        XCTAssertNotNil(try repo.entry(in: tree, path: "a/b/e.json"))
+        parent = try repo.createCommit(tree: tree, parents: [parent], author: sig, message: "2")
+        tree = try repo.updateTree(tree, [.remove("foo")])
+        XCTAssertNil(try repo.entry(in: tree, path: "foo/bar.json"), "removing a folder removes what is in it")
+        XCTAssertNotNil(try repo.entry(in: tree, path: "foo.txt"))
+        parent = try repo.createCommit(tree: tree, parents: [parent], author: sig, message: "3")
+        XCTAssertThrowsError(try repo.updateTree(tree, [.upsert("z/under-a-file", blob)]))
+        try repo.flushObjects()
+        try repo.compareAndSwapReference("refs/heads/main", to: parent, expected: nil, message: "t")
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        p.arguments = ["-C", dir, "fsck", "--strict", "--no-dangling"]
+        let out = Pipe()
+        p.standardOutput = out
+        p.standardError = out
+        try p.run()
+        let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, text)
+        XCTAssertFalse(text.contains("sorted"), text)
+    }
+}

@@ -251,10 +251,8 @@ enum TreeMerge {
     /// Sets each message's `sequence_order` to its rank by (created_at, id). Returns the number rewritten.
     private static func renumberMessages(_ chatID: String, _ tx: Transaction) throws -> Int {
         var items: [(created: Timestamp, id: String, path: String, value: [String: JSONValue])] = []
-        for path in try tx.files(under: Layout.messagesDir(chatID)) where path.hasSuffix(".json") {
-            guard let data = try tx.data(at: path),
-                  case .object(let o)? = data.withUnsafeBytes({ FastJSON.parse($0) }),
-                  case .string(let id)? = o["id"] else { continue }
+        try tx.forEachFile(under: Layout.messagesDir(chatID)) { path, bytes in
+            guard path.hasSuffix(".json"), case .object(let o)? = FastJSON.parse(bytes), case .string(let id)? = o["id"] else { return }
             items.append((timestamp(ofCreated: o), id, path, o))
         }
         items.sort { $0.created != $1.created ? $0.created < $1.created : $0.id < $1.id }

@@ -174,6 +174,31 @@ public final class Transaction: DocumentReader {
         return Array(set)
     }
 
+    /// Calls `body` with every file below a folder as this change leaves it, reading the
+    /// base with one walk of its tree (not a path lookup per file).
+    func forEachFile(under dir: String, _ body: (String, UnsafeRawBufferPointer) throws -> Void) throws {
+        if isRemoved(dir) { return }
+        var seen = Set<String>()
+        if let tree = try base.oid(at: dir) {
+            for (path, oid) in try base.blobs(under: tree, prefix: dir) where !isRemoved(path) {
+                seen.insert(path)
+                switch pending[path] {
+                case .deleted?: continue
+                case .data(let d)?: try d.withUnsafeBytes { try body(path, $0) }
+                case .blob(let other)?: try base.repo.withBlob(other) { try body(path, $0) }
+                case nil: try base.repo.withBlob(oid) { try body(path, $0) }
+                }
+            }
+        }
+        for (path, value) in pending where path.hasPrefix(dir + "/") && !seen.contains(path) {
+            switch value {
+            case .deleted: continue
+            case .data(let d): try d.withUnsafeBytes { try body(path, $0) }
+            case .blob(let oid): try base.repo.withBlob(oid) { try body(path, $0) }
+            }
+        }
+    }
+
     /// Validates a document and stages it at a path.
     public func put<D: Document>(_ doc: D, at path: String) throws {
         try doc.validate(limits)
