@@ -542,10 +542,12 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Commits reachable from `start`, newest first (topological, then by time); at most `limit`.
-    public func walk(from start: OID, hiding: [OID] = [], limit: Int = .max, reverse: Bool = false) throws -> [OID] {
+    /// With `firstParent`, only the first-parent chain (the branch's own steps).
+    public func walk(from start: OID, hiding: [OID] = [], limit: Int = .max, reverse: Bool = false, firstParent: Bool = false) throws -> [OID] {
         var walker: OpaquePointer?
         try check(git_revwalk_new(&walker, pointer), "new revision walk")
         defer { git_revwalk_free(walker) }
+        if firstParent { try check(git_revwalk_simplify_first_parent(walker), "first-parent walk") }
         var sorting = GIT_SORT_TOPOLOGICAL.rawValue | GIT_SORT_TIME.rawValue
         if reverse { sorting |= GIT_SORT_REVERSE.rawValue }
         try check(git_revwalk_sorting(walker, sorting), "sort revision walk")

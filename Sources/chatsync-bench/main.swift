@@ -249,6 +249,41 @@ do {
     reader.close(); writer.close()
 }
 
+// 7. The watch stream: delay from a commit to its event.
+final class Seen: @unchecked Sendable {
+    let lock = NSLock()
+    var times: [String: Double] = [:]
+    func see(_ id: String) { lock.withLock { times[id] = now() } }
+    func time(_ id: String) -> Double? { lock.withLock { times[id] } }
+}
+do {
+    let store = try freshStore(durable: false)
+    let chat = try store.createChat(userID: "bench")
+    let other = try Store.open(at: store.path, options: { var o = StoreOptions(); o.durable = false; return o }())
+    var options = WatchOptions()
+    options.workTree = false
+    let seen = Seen()
+    let stream = store.watch(options: options)
+    let task = Task.detached { for try await e in stream { if let id = e.id { seen.see(id) } } }
+    usleep(300_000)
+    for (label, writer) in [("a commit in this process", store), ("a commit by another store handle (found by polling the branch)", other)] {
+        var delays: [Double] = []
+        for i in 0..<(quick ? 10 : 40) {
+            let t = now()
+            let m = try writer.appendMessage(chatID: chat.id, role: .user, content: "watch \(i)")
+            let committed = now()
+            _ = t
+            while seen.time(m.id) == nil { usleep(500) }
+            delays.append((seen.time(m.id)! - committed) * 1000)
+            usleep(UInt32.random(in: 0...60_000))  // land at a random point of the poll interval
+        }
+        record("watch: delay from \(label) to its event (median)", median(delays), "ms", "max \(String(format: "%.1f", delays.max()!)) ms")
+    }
+    task.cancel()
+    other.close()
+    store.close()
+}
+
 if asJSON {
     let enc = JSONEncoder()
     enc.outputFormatting = [.prettyPrinted, .sortedKeys]

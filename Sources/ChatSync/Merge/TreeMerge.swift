@@ -249,7 +249,7 @@ enum TreeMerge {
     // MARK: renumbering
 
     /// Sets each message's `sequence_order` to its rank by (created_at, id). Returns the number rewritten.
-    private static func renumberMessages(_ chatID: String, _ tx: Transaction) throws -> Int {
+    static func renumberMessages(_ chatID: String, _ tx: Transaction) throws -> Int {
         var items: [(created: Timestamp, id: String, path: String, value: [String: JSONValue])] = []
         try tx.forEachFile(under: Layout.messagesDir(chatID)) { path, bytes in
             guard path.hasSuffix(".json"), case .object(let o)? = FastJSON.parse(bytes), case .string(let id)? = o["id"] else { return }
@@ -272,7 +272,7 @@ enum TreeMerge {
     }
 
     /// Renumbers hops or tool steps 1…N by (sequence_order, created_at, id).
-    private static func renumberOrdered(_ paths: [String], _ tx: Transaction) throws -> Int {
+    static func renumberOrdered(_ paths: [String], _ tx: Transaction) throws -> Int {
         var items: [(seq: Int64, created: Timestamp, id: String, path: String, value: [String: JSONValue])] = []
         for path in paths where path.hasSuffix(".json") {
             guard let data = try tx.data(at: path),

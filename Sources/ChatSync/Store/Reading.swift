@@ -120,6 +120,8 @@ public final class Transaction: DocumentReader {
     var mergeParent: OID?
     /// Instead of a new commit, move the branch to this commit (a fast-forward).
     var fastForward: OID?
+    /// Where this change comes from, for the watch stream.
+    var origin: ChangeOrigin = .local
     /// Folders removed whole (a chat with its messages, a mission with its hops).
     private(set) var removedDirs: [String] = []
     /// The commit message; the change must set it.

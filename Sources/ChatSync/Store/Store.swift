@@ -52,8 +52,11 @@ public final class Store: @unchecked Sendable {
     let gitDir: String
     let branchRef: String
     let summaries = SummaryCache()
+    /// Where the commits this process put on the branch came from (for the watch stream).
+    let origins = OriginLog()
+    let bell = CommitBell()
     private let writer: Writer
-    private let follower: WorkTreeFollower
+    let follower: WorkTreeFollower
     private let handles = Mutex<[Repository]>([])
 
     private init(path: String, options: StoreOptions, gitDir: String) throws {
@@ -62,7 +65,9 @@ public final class Store: @unchecked Sendable {
         self.gitDir = gitDir
         branchRef = "refs/heads/" + options.branch
         follower = try WorkTreeFollower(path: path, gitDir: gitDir, options: options)
-        writer = try Writer(path: path, options: options, summaries: summaries, follower: follower)
+        let origins = self.origins, bell = self.bell
+        writer = try Writer(path: path, options: options, summaries: summaries, follower: follower,
+                            tagOrigins: { origins.record($0) }, moved: { bell.ring() })
     }
 
     deinit { close() }

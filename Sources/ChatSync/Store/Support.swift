@@ -80,3 +80,47 @@ func writeFileAtomically(_ data: Data, to path: String) throws {
 
 /// A random UUID in lowercase, the default id of new documents.
 public func newID() -> String { UUID().uuidString.lowercased() }
+
+/// Where the commits this process put on the branch came from, for the watch stream.
+final class OriginLog: Sendable {
+    private let map = Mutex<[OID: ChangeOrigin]>([:])
+
+    func record(_ tags: [(OID, ChangeOrigin)]) {
+        map.withLock { m in
+            if m.count > 200_000 { m.removeAll(keepingCapacity: true) }
+            for (oid, origin) in tags { m[oid] = origin }
+        }
+    }
+
+    func origin(of commit: OID) -> ChangeOrigin? { map.withLock { $0[commit] } }
+}
+
+/// Wakes the watch loops of this process when the writer moves the branch (others are found by polling).
+final class CommitBell: Sendable {
+    private let fds = Mutex<[Int32]>([])
+
+    /// A file descriptor that becomes readable after each commit; give it back with `remove`.
+    func add() -> (read: Int32, write: Int32)? {
+        var p: [Int32] = [0, 0]
+        guard pipe(&p) == 0 else { return nil }
+        for fd in p {
+            _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
+            _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
+        }
+        fds.withLock { $0.append(p[1]) }
+        return (p[0], p[1])
+    }
+
+    func remove(_ pair: (read: Int32, write: Int32)) {
+        fds.withLock { $0.removeAll { $0 == pair.write } }
+        close(pair.read)
+        close(pair.write)
+    }
+
+    func ring() {
+        fds.withLock { list in
+            var b: UInt8 = 1
+            for fd in list { _ = write(fd, &b, 1) }
+        }
+    }
+}

@@ -42,7 +42,16 @@ final class Writer: @unchecked Sendable {
     /// How many changes one batch takes at most.
     static let maxBatch = 256
 
-    init(path: String, options: StoreOptions, summaries: SummaryCache, follower: WorkTreeFollower?) throws {
+    /// Told, before the branch moves, which commits this writer is about to put on it and where
+    /// they came from (so a watcher never sees one of them untold).
+    private let tagOrigins: @Sendable ([(OID, ChangeOrigin)]) -> Void
+    /// Told after the branch moved.
+    private let moved: @Sendable () -> Void
+
+    init(path: String, options: StoreOptions, summaries: SummaryCache, follower: WorkTreeFollower?,
+         tagOrigins: @escaping @Sendable ([(OID, ChangeOrigin)]) -> Void, moved: @escaping @Sendable () -> Void) throws {
+        self.tagOrigins = tagOrigins
+        self.moved = moved
         repo = try Repository.open(path)
         try repo.bufferObjectsInMemory()
         self.options = options
@@ -128,6 +137,7 @@ final class Writer: @unchecked Sendable {
         var current = tip
         var currentTree = tipTree
         var results: [Result<ChangeOutcome, Error>] = []
+        var tags: [(OID, ChangeOrigin)] = []
         let identity = options.identity
         for p in batch {
             let snapshot = Snapshot(repo: repo, commit: current, tree: currentTree)
@@ -145,6 +155,7 @@ final class Writer: @unchecked Sendable {
             }
             if let target = tx.fastForward {
                 // The branch moves to a commit that already exists (its objects came with a fetch).
+                for c in try repo.walk(from: target, hiding: current.map { [$0] } ?? [], firstParent: true) { tags.append((c, tx.origin)) }
                 current = target
                 currentTree = try repo.commit(target).tree
                 results.append(.success(ChangeOutcome(value: value, commit: target)))
@@ -158,6 +169,11 @@ final class Writer: @unchecked Sendable {
             for step in try tx.treeUpdates(writeBlob: repo.writeBlob) {
                 tree = try repo.updateTree(tree, step)
             }
+            if tree == currentTree && tx.mergeParent == nil {
+                // The change wrote back what was there: no commit.
+                results.append(.success(ChangeOutcome(value: value, commit: nil)))
+                continue
+            }
             let sig = Signature(name: identity.name, email: identity.email, time: tx.now.milliseconds / 1000)
             let message = tx.message.isEmpty ? "chatsync: change" : tx.message
             let parents = (current.map { [$0] } ?? []) + (tx.mergeParent.map { [$0] } ?? [])
@@ -168,6 +184,7 @@ final class Writer: @unchecked Sendable {
             }
             current = commit
             currentTree = tree
+            tags.append((commit, tx.origin))
             results.append(.success(ChangeOutcome(value: value, commit: commit)))
         }
         guard let newTip = current, newTip != tip else {
@@ -176,7 +193,9 @@ final class Writer: @unchecked Sendable {
         }
         // Objects first, durable (one pack, fsynced when durable), then the branch.
         try repo.flushObjects()
+        tagOrigins(tags)
         try repo.compareAndSwapReference(branchRef, to: newTip, expected: tip, message: "chatsync: \(batch.count) change(s)")
+        moved()
         return (results, tipTree, newTip)
     }
 
@@ -271,6 +290,12 @@ final class WorkTreeFollower: @unchecked Sendable {
             condition.broadcast()
             condition.unlock()
         }
+    }
+
+    /// Runs `body` with the work tree held still (no sync from any process meanwhile) and the
+    /// tree it is recorded to show.
+    func whileHeld<T>(_ body: (OID?) throws -> T) rethrows -> T {
+        try lock.withLock { try body(recordedTree()) }
     }
 
     /// The tree the work tree last showed, if recorded.

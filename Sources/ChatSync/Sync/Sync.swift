@@ -174,6 +174,7 @@ extension Store {
         let outcome = try performWithCommit { tx -> SyncReport in
             var r = SyncReport(remote: remote)
             let repo = tx.base.repo
+            tx.origin = .remote
             guard let ours = tx.base.commit else {
                 tx.fastForward = theirs
                 r.fastForward = true

@@ -2,7 +2,8 @@ import ArgumentParser
 import ChatSync
 import Foundation
 
-struct ChatSyncCommand: ParsableCommand {
+@main
+struct ChatSyncCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "chatsync",
         abstract: "AI-assistant chat sessions, chats and missions as JSON documents in git.",
@@ -14,9 +15,8 @@ struct ChatSyncCommand: ParsableCommand {
             InitCommand.self, SessionCommand.self, ChatCommand.self, MessageCommand.self,
             MissionCommand.self, HopCommand.self, StepCommand.self, AssetCommand.self,
             CloneCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self, SyncCommand.self, ConflictsCommand.self,
-            LogCommand.self, VerifyCommand.self,
+            WatchCommand.self, LogCommand.self, VerifyCommand.self,
         ]
     )
 }
 
-ChatSyncCommand.main()

@@ -1,0 +1,146 @@
+import Foundation
+import GitKit
+import Synchronization
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// What to watch besides the branch.
+public struct WatchOptions: Sendable {
+    /// Commit valid JSON files edited by hand in the work tree (and report invalid ones).
+    public var workTree: Bool = true
+    /// How often the branch is checked for moves by others.
+    public var pollInterval: Double = 0.05
+    /// How long a file must stay unchanged before it is read (an editor's temp-and-rename save
+    /// is not read mid-write).
+    public var quietPeriod: Double = 0.3
+    /// Sync with this remote every `syncInterval` seconds.
+    public var syncRemote: String?
+    public var syncInterval: Double = 60
+    public var syncOptions: SyncOptions = SyncOptions()
+    public init() {}
+}
+
+extension Store {
+    /// Every change to the store as it happens: this process's commits, the branch moved by
+    /// anything else, JSON files edited by hand in the work tree, and what a sync merged in.
+    /// With `since` (a commit), it first replays, in commit order, every change after that
+    /// commit, then continues live: a consumer that keeps the last `commit` it saw and
+    /// restarts from it sees no change twice and misses none.
+    ///
+    ///     for try await event in store.watch(since: lastSeen) { print(event.jsonLine) }
+    public func watch(since: String? = nil, options: WatchOptions = WatchOptions()) -> AsyncThrowingStream<ChangeEvent, Error> {
+        AsyncThrowingStream { continuation in
+            let watcher = Watcher(store: self, since: since, options: options, continuation: continuation)
+            continuation.onTermination = { _ in watcher.stop() }
+            watcher.start()
+        }
+    }
+}
+
+/// The watch loop: one thread that polls the branch, reads inotify events from the work
+/// tree, and runs the periodic sync.
+final class Watcher: @unchecked Sendable {
+    private let store: Store
+    private let since: String?
+    private let options: WatchOptions
+    private let continuation: AsyncThrowingStream<ChangeEvent, Error>.Continuation
+    private let stopped = Mutex(false)
+    private var edits: WorkTreeEdits?
+
+    init(store: Store, since: String?, options: WatchOptions, continuation: AsyncThrowingStream<ChangeEvent, Error>.Continuation) {
+        self.store = store; self.since = since; self.options = options; self.continuation = continuation
+    }
+
+    func start() {
+        let t = Thread { self.run() }
+        t.name = "chatsync-watch"
+        t.start()
+    }
+
+    func stop() { stopped.withLock { $0 = true } }
+    private var isStopped: Bool { stopped.withLock { $0 } }
+
+    private func run() {
+        do {
+            let repo = try wrapGit { try Repository.open(store.path) }
+            var cursor: OID?
+            if let since {
+                guard let c = try? repo.revparse(since) else {
+                    throw ChatSyncError.invalid(field: "since", rule: "must name a commit of the store, got \"\(since)\"")
+                }
+                cursor = c
+            } else {
+                cursor = try wrapGit { try repo.referenceTarget(store.branchRef) }
+            }
+            if options.workTree, !repo.isBare { edits = try WorkTreeEdits(store: store) }
+            let bell = store.bell.add()
+            defer { if let bell { store.bell.remove(bell) } }
+            var nextSync = Date().addingTimeInterval(options.syncInterval)
+            while !isStopped {
+                // 1 and 2: the branch, moved by this process or anything else.
+                if let tip = try wrapGit({ try repo.referenceTarget(store.branchRef) }), tip != cursor {
+                    try emitCommits(repo, from: cursor, to: tip)
+                    cursor = tip
+                }
+                // 3: files edited by hand, once they have been quiet for a while.
+                if let edits {
+                    for event in edits.process(quietPeriod: options.quietPeriod) { continuation.yield(event) }
+                }
+                // 4: the periodic sync; what it merges in comes out of step 1 as `remote` events.
+                if let remote = options.syncRemote, Date() >= nextSync {
+                    do {
+                        _ = try store.sync(remote, options: options.syncOptions)
+                    } catch {
+                        continuation.yield(ChangeEvent(commit: nil, kind: .error, type: nil, id: nil, origin: .remote,
+                                                       time: .now(), error: "\(error)", remote: remote))
+                    }
+                    nextSync = Date().addingTimeInterval(options.syncInterval)
+                    continue
+                }
+                // Sleep until a commit of this process, a work tree event, or the next poll of the branch.
+                var fds = [pollfd(fd: bell?.read ?? -1, events: Int16(POLLIN), revents: 0),
+                           pollfd(fd: edits?.descriptor ?? -1, events: Int16(POLLIN), revents: 0)]
+                _ = poll(&fds, 2, Int32(options.pollInterval * 1000))
+                if let bell, fds[0].revents != 0 {
+                    var sink = [UInt8](repeating: 0, count: 256)
+                    while read(bell.read, &sink, 256) > 0 {}
+                }
+            }
+            continuation.finish()
+        } catch {
+            continuation.finish(throwing: error)
+        }
+    }
+
+    /// The changes of every commit on the branch's first-parent chain after `from`, oldest first.
+    private func emitCommits(_ repo: Repository, from: OID?, to tip: OID) throws {
+        let commits = try wrapGit { try repo.walk(from: tip, hiding: from.map { [$0] } ?? [], reverse: true, firstParent: true) }
+        for c in commits {
+            if isStopped { return }
+            for event in try events(of: c, repo) { continuation.yield(event) }
+        }
+    }
+
+    func events(of commit: OID, _ repo: Repository) throws -> [ChangeEvent] {
+        let info = try wrapGit { try repo.commit(commit) }
+        let parentTree = try wrapGit { try info.parents.first.map { try repo.commit($0).tree } }
+        let origin = store.origins.origin(of: commit) ?? Self.origin(fromMessage: info.message)
+        let time = Timestamp(milliseconds: info.committer.time * 1000)
+        return try wrapGit { try repo.diff(from: parentTree, to: info.tree) }.compactMap { change in
+            guard let loc = Layout.locate(change.path), let type = loc.kind else { return nil }
+            let kind: ChangeKind = change.status == .added ? .created : (change.status == .deleted ? .deleted : .updated)
+            var chatID: String?
+            if case .message(let c, _) = loc { chatID = c }
+            return ChangeEvent(commit: commit.hex, kind: kind, type: type, id: loc.id, chatID: chatID, origin: origin,
+                               time: time, path: change.path)
+        }
+    }
+
+    /// Commits not made by this process: merges and hand edits say so in a trailer.
+    static func origin(fromMessage message: String) -> ChangeOrigin {
+        if message.contains("\nChatsync-Origin: remote") { return .remote }
+        if message.contains("\nChatsync-Origin: workdir") { return .workdir }
+        return .external
+    }
+}

@@ -1,0 +1,209 @@
+import ChatSync
+import Foundation
+import Synchronization
+import XCTest
+
+/// Collects a watch stream's events.
+final class EventSink: @unchecked Sendable {
+    private let events = Box()
+    private var task: Task<Void, Never>?
+
+    final class Box: @unchecked Sendable {
+        let lock = NSLock()
+        var items: [ChangeEvent] = []
+        var error: Error?
+    }
+
+    init(_ stream: AsyncThrowingStream<ChangeEvent, Error>) {
+        let box = events
+        task = Task {
+            do {
+                for try await e in stream { box.lock.withLock { box.items.append(e) } }
+            } catch {
+                box.lock.withLock { box.error = error }
+            }
+        }
+    }
+
+    var all: [ChangeEvent] { events.lock.lock(); defer { events.lock.unlock() }; return events.items }
+    var failure: Error? { events.lock.lock(); defer { events.lock.unlock() }; return events.error }
+
+    /// Waits (up to `timeout` seconds) until `done` holds for the events so far.
+    @discardableResult
+    func wait(timeout: Double = 10, _ done: ([ChangeEvent]) -> Bool) -> Bool {
+        let deadline = Date().addingTimeInterval(timeout)
+        while Date() < deadline {
+            if done(all) { return true }
+            usleep(20_000)
+        }
+        return done(all)
+    }
+
+    func stop() { task?.cancel() }
+}
+
+final class WatchTests: XCTestCase {
+    func watch(_ store: Store, since: String? = nil, _ configure: (inout WatchOptions) -> Void = { _ in }) -> EventSink {
+        var o = WatchOptions()
+        o.quietPeriod = 0.2
+        configure(&o)
+        let sink = EventSink(store.watch(since: since, options: o))
+        addTeardownBlock { sink.stop() }
+        usleep(200_000)  // let it take its starting point
+        return sink
+    }
+
+    func testThisProcessesCommitsAreLocalEvents() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let sink = watch(store)
+        let m = try store.appendMessage(chatID: chat.id, role: .user, content: "hi")
+        let head = try store.head()?.hex
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == m.id } })
+        let e = try XCTUnwrap(sink.all.first { $0.id == m.id })
+        XCTAssertEqual(e.kind, .created)
+        XCTAssertEqual(e.type, .message)
+        XCTAssertEqual(e.chatID, chat.id)
+        XCTAssertEqual(e.origin, .local)
+        XCTAssertEqual(e.commit, head)
+        try store.deleteChat(chat.id)
+        XCTAssertTrue(sink.wait { $0.contains { $0.kind == .deleted && $0.type == .chat } })
+        XCTAssertTrue(sink.all.contains { $0.kind == .deleted && $0.id == m.id }, "deleting a chat deletes its messages, one event each")
+    }
+
+    func testOtherWritersAndPlainGitAreExternalEvents() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let sink = watch(store) { $0.workTree = false }
+        // Another store handle on the same folder acts as another process.
+        let other = try Store.open(at: store.path, options: store.options)
+        defer { other.close() }
+        let m = try other.appendMessage(chatID: chat.id, role: .assistant, content: "from elsewhere")
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == m.id && $0.origin == .external } }, "\(sink.all)")
+        // Plain git: a commit made with the git command in the store.
+        store.syncWorkTree()
+        let title = store.path + "/" + Layout.chat(chat.id)
+        let text = try String(contentsOfFile: title, encoding: .utf8).replacingOccurrences(of: "\"user_id\": \"u\"", with: "\"user_id\": \"v\"")
+        try text.write(toFile: title, atomically: true, encoding: .utf8)
+        try git(store.path, "commit", "-qam", "hand commit with git")
+        XCTAssertTrue(sink.wait { $0.contains { $0.type == .chat && $0.kind == .updated && $0.origin == .external } }, "\(sink.all)")
+    }
+
+    func testHandEditsAreValidatedCommittedAndReported() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u", title: "Original")
+        store.syncWorkTree()
+        let sink = watch(store)
+        let file = store.path + "/" + Layout.chat(chat.id)
+        let before = try store.commitCount()
+
+        // An invalid edit: an error event naming the path and the reason; nothing committed; the file untouched.
+        let invalid = Data(#"{"id": "\#(chat.id)", "user_id": "u", "title": 42, "created_at": "2026-11-20T10:00:00.000Z", "updated_at": "2026-11-20T10:00:00.000Z"}"#.utf8)
+        try invalid.write(to: URL(fileURLWithPath: file))
+        XCTAssertTrue(sink.wait { $0.contains { $0.kind == .error } }, "\(sink.all)")
+        let error = try XCTUnwrap(sink.all.first { $0.kind == .error })
+        XCTAssertEqual(error.path, Layout.chat(chat.id))
+        XCTAssertEqual(error.origin, .workdir)
+        XCTAssertTrue(error.error?.contains("title") == true, "\(error)")
+        usleep(300_000)
+        XCTAssertEqual(try store.commitCount(), before)
+        XCTAssertEqual(FileManager.default.contents(atPath: file), invalid, "the file is left as the person wrote it")
+
+        // A later valid edit (written the way editors do: temp file, then rename) is committed.
+        var doc = try DocumentCoding.encode(chat)
+        doc = Data(String(decoding: doc, as: UTF8.self).replacingOccurrences(of: "\"Original\"", with: "\"Renamed by hand\"").utf8)
+        try doc.write(to: URL(fileURLWithPath: file + ".tmp"))
+        XCTAssertEqual(rename(file + ".tmp", file), 0)
+        XCTAssertTrue(sink.wait { $0.contains { $0.kind == .updated && $0.origin == .workdir } }, "\(sink.all)")
+        XCTAssertEqual(try store.chat(chat.id).title, "Renamed by hand")
+        XCTAssertGreaterThan(try store.chat(chat.id).updatedAt, chat.updatedAt)
+        XCTAssertEqual(try store.commitCount(), before + 1)
+        XCTAssertTrue(try git(store.path, "log", "-1", "--format=%s").out.contains("by hand"))
+        store.syncWorkTree()
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+
+        // A message written by hand into the chat's folder is committed and numbered.
+        let m = ChatMessage(id: "hand-1", chatID: chat.id, sequenceOrder: 99, role: .user, content: "typed in an editor", createdAt: .now())
+        let mPath = store.path + "/" + Layout.message(chat.id, m.id)
+        try FileManager.default.createDirectory(atPath: (mPath as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try DocumentCoding.encode(m).write(to: URL(fileURLWithPath: mPath))
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == "hand-1" && $0.kind == .created } }, "\(sink.all)")
+        XCTAssertEqual(try store.message(chatID: chat.id, id: "hand-1").sequenceOrder, 1)
+        // A file where no document belongs is reported.
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: store.path + "/stray.json"))
+        XCTAssertTrue(sink.wait { $0.contains { $0.path == "stray.json" && $0.kind == .error } }, "\(sink.all)")
+        XCTAssertTrue(try store.verify().ok, "the stray file was not committed")
+        XCTAssertFalse(try git(store.path, "ls-files").out.contains("stray.json"))
+    }
+
+    func testResumingFromACursorSeesNoChangeTwiceAndMissesNone() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let start = try XCTUnwrap(store.head()).hex
+        let first = watch(store, since: start) { $0.workTree = false }
+        var ids: [String] = []
+        for i in 0..<3 { ids.append(try store.appendMessage(chatID: chat.id, role: .user, content: "\(i)").id) }
+        XCTAssertTrue(first.wait { $0.filter { $0.type == .message }.count == 3 })
+        let cursor = try XCTUnwrap(first.all.last?.commit)
+        first.stop()
+        // While nobody watches: more changes, from this process and another.
+        for i in 3..<5 { ids.append(try store.appendMessage(chatID: chat.id, role: .user, content: "\(i)").id) }
+        let other = try Store.open(at: store.path, options: store.options)
+        ids.append(try other.appendMessage(chatID: chat.id, role: .user, content: "5").id)
+        other.close()
+        let second = watch(store, since: cursor) { $0.workTree = false }
+        ids.append(try store.appendMessage(chatID: chat.id, role: .user, content: "6").id)
+        XCTAssertTrue(second.wait { $0.filter { $0.type == .message }.count >= 4 })
+        usleep(200_000)
+        let seen = first.all.compactMap(\.id) + second.all.compactMap(\.id)
+        XCTAssertEqual(seen, ids, "every change once, in commit order")
+        // A replay from the start gives the same events again.
+        let replay = watch(store, since: start) { $0.workTree = false }
+        XCTAssertTrue(replay.wait { $0.count >= ids.count })
+        XCTAssertEqual(replay.all.compactMap(\.id), ids)
+    }
+
+    func testABadCursorIsAClearError() throws {
+        let store = try makeStore(self)
+        let sink = EventSink(store.watch(since: "no-such-commit"))
+        let deadline = Date().addingTimeInterval(10)
+        while sink.failure == nil && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual((sink.failure as? ChatSyncError)?.field, "since")
+    }
+
+    func testPeriodicSyncBringsRemoteEventsAndReportsFailures() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let chat = try origin.createChat(userID: "u")
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let other = try clone(self, bare, "other")
+        let sink = watch(origin) { o in
+            o.workTree = false
+            o.syncRemote = "origin"
+            o.syncInterval = 0.2
+            o.syncOptions = SyncOptions(retry: RetryPolicy(attempts: 1, initialDelay: 0.01, maxDelay: 0.01))
+        }
+        let m = try other.appendMessage(chatID: chat.id, role: .assistant, content: "from the other machine")
+        _ = try other.push(options: quickSync)
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == m.id && $0.origin == .remote } }, "\(sink.all)")
+        // The remote goes away: a sync error event, and the loop carries on.
+        try FileManager.default.removeItem(atPath: bare)
+        XCTAssertTrue(sink.wait { $0.contains { $0.kind == .error && $0.remote == "origin" } }, "\(sink.all)")
+        let later = try origin.appendMessage(chatID: chat.id, role: .user, content: "still watching")
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == later.id } })
+    }
+}
+
+final class EventSchemaTests: XCTestCase {
+    func testEventsMatchTheirSchema() throws {
+        let data = try XCTUnwrap(FileManager.default.contents(atPath: repositoryRoot + "/Store/schemas/event.schema.json"))
+        let schema = try JSONDecoder().decode(JSONValue.self, from: data)
+        guard case .object(let props)? = schema["properties"] else { return XCTFail() }
+        let full = ChangeEvent(commit: String(repeating: "a", count: 40), kind: .error, type: .message, id: "m", chatID: "c",
+                               origin: .remote, time: .now(), path: "p", error: "e", remote: "origin")
+        let encoded = try JSONDecoder().decode(JSONValue.self, from: Data(full.jsonLine.utf8))
+        XCTAssertEqual(encoded.objectValue.map { Set($0.keys) }, Set(props.keys), "ChangeEvent and event.schema.json name the same fields")
+    }
+}
