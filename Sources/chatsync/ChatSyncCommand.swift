@@ -15,7 +15,8 @@ struct ChatSyncCommand: AsyncParsableCommand {
             InitCommand.self, SessionCommand.self, ChatCommand.self, MessageCommand.self,
             MissionCommand.self, HopCommand.self, StepCommand.self, AssetCommand.self,
             CloneCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self, SyncCommand.self, ConflictsCommand.self,
-            WatchCommand.self, LogCommand.self, VerifyCommand.self,
+            WatchCommand.self, LogCommand.self, DiffCommand.self, ShowCommand.self, BlameCommand.self, ExportCommand.self,
+            TextconvCommand.self, VerifyCommand.self,
         ]
     )
 }

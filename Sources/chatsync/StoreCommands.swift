@@ -21,6 +21,7 @@ struct InitCommand: ParsableCommand {
                 }
                 loaded = try store.load(data, name: "samples")
             }
+            try store.configureReadableDiffs(textconvCommand: textconvCommand())
             let head = try store.head()?.hex ?? "-"
             try global.emit(["store": store.path, "head": head, "loaded": "\(loaded)"],
                             "store \(store.path) ready (HEAD \(head.prefix(10)))" + (loaded > 0 ? "; loaded \(loaded) sample documents" : ""))
@@ -39,13 +40,21 @@ struct InitCommand: ParsableCommand {
 }
 
 struct LogCommand: ParsableCommand {
-    static let configuration = CommandConfiguration(commandName: "log", abstract: "Recent changes, newest first.")
+    static let configuration = CommandConfiguration(commandName: "log", abstract: "The commits that touched the store (or one chat, session or mission), newest first.")
     @OptionGroup var global: GlobalOptions
     @Option(name: .short, help: "How many commits.") var n: Int = 20
+    @Option var chat: String?
+    @Option var session: String?
+    @Option var mission: String?
 
     func run() throws {
+        let target = try validated(global) { () -> HistoryTarget? in
+            let given = [chat.map(HistoryTarget.chat), session.map(HistoryTarget.session), mission.map(HistoryTarget.mission)].compactMap { $0 }
+            guard given.count <= 1 else { throw ChatSyncError.invalid(field: "chat", rule: "give one of --chat, --session, --mission") }
+            return given.first
+        }
         try global.run { store in
-            let entries = try store.log(limit: n)
+            let entries = try store.history(of: target, limit: n)
             try global.emit(entries, entries.map { "\($0.commit.prefix(10))  \($0.time)  \($0.author)  \($0.summary)" }.joined(separator: "\n"))
         }
     }

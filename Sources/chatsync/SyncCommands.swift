@@ -56,6 +56,7 @@ struct CloneCommand: ParsableCommand {
             let (path, _) = global.storeLocation()
             let store = try Store.clone(from: url, to: path, options: global.storeOptions(), sync: sync)
             defer { store.close() }
+            try store.configureReadableDiffs(textconvCommand: textconvCommand())
             let head = try store.head()?.hex ?? "-"
             try global.emit(["store": store.path, "head": head, "origin": url], "cloned \(url) into \(store.path) (HEAD \(head.prefix(10)))")
         } catch {

@@ -17,7 +17,7 @@ public struct VerifyReport: Codable, Sendable {
 }
 
 /// A commit as the log shows it.
-public struct LogEntry: Codable, Sendable {
+public struct LogEntry: Codable, Sendable, Equatable {
     public var commit: String
     public var parents: [String]
     public var author: String

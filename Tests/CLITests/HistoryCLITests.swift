@@ -1,0 +1,59 @@
+import ChatSync
+import Foundation
+import XCTest
+
+final class HistoryCLITests: XCTestCase {
+    func testPlainGitLogShowsMessagesAsTextAndShowAtHEAD2() throws {
+        let store = NSTemporaryDirectory() + "chatsync-historycli-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: store) }
+        func cli(_ args: [String]) throws -> (out: String, status: Int32) {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: CLITests.binary)
+            p.arguments = args + ["--store", store]
+            let out = Pipe()
+            p.standardOutput = out
+            p.standardError = FileHandle.nullDevice
+            try p.run()
+            let d = out.fileHandleForReading.readDataToEndOfFile()
+            p.waitUntilExit()
+            return (String(decoding: d, as: UTF8.self), p.terminationStatus)
+        }
+        XCTAssertEqual(try cli(["init"]).status, 0)
+        let chat = try JSONDecoder().decode(JSONValue.self, from: Data(try cli(["chat", "create", "--user", "u", "--title", "First", "--json"]).out.utf8))
+        let id = try XCTUnwrap(chat["id"]?.stringValue)
+        let content = "Une réponse\nsur plusieurs lignes\n— avec 日本語"
+        XCTAssertEqual(try cli(["message", "add", id, "--role", "assistant", "--content", content]).status, 0)
+        XCTAssertEqual(try cli(["chat", "update", id, "--title", "Second"]).status, 0)
+        XCTAssertEqual(try cli(["chat", "update", id, "--title", "Third"]).status, 0)
+
+        // Plain git renders the added message as text, with real line breaks, not as an escaped JSON string.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        p.arguments = ["-C", store, "log", "-p"]
+        var env = ProcessInfo.processInfo.environment
+        env["PATH"] = (CLITests.binary as NSString).deletingLastPathComponent + ":" + (env["PATH"] ?? "")
+        p.environment = env
+        let out = Pipe()
+        p.standardOutput = out
+        try p.run()
+        let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        XCTAssertTrue(log.contains("+sur plusieurs lignes\n+— avec 日本語"), log)
+        XCTAssertTrue(log.contains("+#1 assistant"), log)
+        XCTAssertFalse(log.contains("\\n"), "no escaped line breaks")
+
+        // show chat ID --at HEAD~2: the chat as it was two commits earlier.
+        let old = try JSONDecoder().decode(JSONValue.self, from: Data(try cli(["show", "chat", id, "--at", "HEAD~2", "--json"]).out.utf8))
+        XCTAssertEqual(old["chat"]?["title"], .string("First"))
+        XCTAssertEqual(try cli(["show", "chat", id, "--at", "HEAD~2"]).out.contains("title=\"First\""), true)
+        XCTAssertEqual(try cli(["show", "chat", id, "--at", "nonsense~9"]).status, 1)
+        // log, diff, blame, export from the command line.
+        XCTAssertEqual(try cli(["log", "--chat", id]).out.split(separator: "\n").count, 4)
+        let diff = try cli(["diff", "HEAD~3"]).out
+        XCTAssertTrue(diff.contains("+ #1 assistant"), diff)
+        XCTAssertTrue(diff.contains("title: \"First\" → \"Third\""), diff)
+        XCTAssertTrue(try cli(["blame", id]).out.contains("#1 assistant  added"))
+        XCTAssertTrue(try cli(["export", id, "--format", "markdown"]).out.contains(content))
+        XCTAssertEqual(try cli(["export", id, "--format", "pdf"]).status, 1)
+    }
+}
