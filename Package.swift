@@ -7,11 +7,15 @@ let package = Package(
     products: [
         .library(name: "ChatSync", targets: ["ChatSync"]),
         .library(name: "GitKit", targets: ["GitKit"]),
+        .library(name: "ChatSyncServer", targets: ["ChatSyncServer"]),
         .executable(name: "chatsync", targets: ["chatsync"]),
         .executable(name: "chatsync-bench", targets: ["chatsync-bench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird.git", from: "2.28.1"),
+        .package(url: "https://github.com/hummingbird-project/hummingbird-websocket.git", from: "2.8.1"),
     ],
     targets: [
         // Debian's libgit2 (apt: libgit2-dev, pkg-config: libgit2).
@@ -24,10 +28,21 @@ let package = Package(
         .target(name: "GitKit", dependencies: ["CLibgit2"]),
         // Documents, the store (documents in git) and the apps' services.
         .target(name: "ChatSync", dependencies: ["GitKit"]),
+        // The HTTP server (Hummingbird 2): routes by resource over the same library, change feed.
+        .target(
+            name: "ChatSyncServer",
+            dependencies: [
+                "ChatSync",
+                .product(name: "Hummingbird", package: "hummingbird"),
+                .product(name: "HummingbirdWebSocket", package: "hummingbird-websocket"),
+                .product(name: "Logging", package: "swift-log"),
+            ]
+        ),
         .executableTarget(
             name: "chatsync",
             dependencies: [
-                "ChatSync", "GitKit",
+                "ChatSync", "GitKit", "ChatSyncServer",
+                .product(name: "Logging", package: "swift-log"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
@@ -36,5 +51,13 @@ let package = Package(
         .testTarget(name: "ChatSyncTests", dependencies: ["ChatSync", "GitKit"]),
         // Depends on the executable so that `swift test` builds it; the tests run the binary.
         .testTarget(name: "CLITests", dependencies: ["ChatSync", "chatsync"]),
+        .testTarget(
+            name: "ServerTests",
+            dependencies: [
+                "ChatSyncServer", "ChatSync", "chatsync",
+                .product(name: "HummingbirdTesting", package: "hummingbird"),
+                .product(name: "HummingbirdWSTesting", package: "hummingbird-websocket"),
+            ]
+        ),
     ]
 )

@@ -12,7 +12,7 @@ struct ChatSyncCommand: AsyncParsableCommand {
         pretty-printed JSON file per document. See README.md and Store/FORMAT.md.
         """,
         subcommands: [
-            InitCommand.self, SessionCommand.self, ChatCommand.self, MessageCommand.self,
+            InitCommand.self, ServeCommand.self, SessionCommand.self, ChatCommand.self, MessageCommand.self,
             MissionCommand.self, HopCommand.self, StepCommand.self, AssetCommand.self,
             CloneCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self, SyncCommand.self, ConflictsCommand.self,
             WatchCommand.self, LogCommand.self, DiffCommand.self, ShowCommand.self, BlameCommand.self, ExportCommand.self,

@@ -1,0 +1,94 @@
+import ChatSync
+import Foundation
+import Hummingbird
+import NIOCore
+
+/// The error body every route answers with: `{"error": {"code", "message", "field"}}`.
+struct APIError: HTTPResponseError {
+    let status: HTTPResponse.Status
+    let code: String
+    let message: String
+    let field: String?
+
+    init(_ status: HTTPResponse.Status, code: String, message: String, field: String? = nil) {
+        self.status = status; self.code = code; self.message = message; self.field = field
+    }
+
+    func response(from request: Request, context: some RequestContext) throws -> Response {
+        var body: [String: JSONValue] = ["code": .string(code), "message": .string(message)]
+        if let field { body["field"] = .string(field) }
+        let data = JSONValue.object(["error": .object(body)]).compactText
+        var headers: HTTPFields = [.contentType: "application/json; charset=utf-8"]
+        if status == .unauthorized { headers[.wwwAuthenticate] = "Bearer" }
+        return Response(status: status, headers: headers, body: .init(byteBuffer: ByteBuffer(string: data)))
+    }
+
+    /// The status and body for any error a route can meet. Bad input never becomes a 500.
+    static func from(_ error: Error) -> APIError {
+        switch error {
+        case let e as APIError:
+            return e
+        case let e as ChatSyncError:
+            switch e {
+            case .invalid(let field, _): return APIError(.badRequest, code: e.code, message: e.description, field: field)
+            case .notFound: return APIError(.notFound, code: e.code, message: e.description)
+            case .conflict: return APIError(.conflict, code: e.code, message: e.description)
+            case .remote: return APIError(.badGateway, code: e.code, message: e.description)
+            case .badStore, .storage: return APIError(.internalServerError, code: e.code, message: e.description)
+            }
+        case is NIOTooManyBytesError:
+            return APIError(.contentTooLarge, code: "payload_too_large", message: "the request body is larger than the server accepts")
+        case let e as HTTPError:
+            let code = e.status == .notFound ? "not_found" : (e.status == .methodNotAllowed ? "method_not_allowed" : "http_\(e.status.code)")
+            return APIError(e.status, code: code, message: e.body ?? e.status.reasonPhrase)
+        case let e as any HTTPResponseError:
+            return APIError(e.status, code: "http_\(e.status.code)", message: e.status.reasonPhrase)
+        default:
+            return APIError(.internalServerError, code: "internal_error", message: "\(error)")
+        }
+    }
+}
+
+/// Turns every error a route throws into the JSON error body, and logs one line per request
+/// (method, path, status, duration) at info level.
+struct ErrorAndLogMiddleware<Context: RequestContext>: RouterMiddleware {
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let start = ContinuousClock.now
+        let response: Response
+        do {
+            response = try await next(request, context)
+        } catch {
+            let e = APIError.from(error)
+            if e.status == .internalServerError { context.logger.error("\(request.method) \(request.uri.path): \(error)") }
+            response = try e.response(from: request, context: context)
+        }
+        let ms = Double((ContinuousClock.now - start).components.attoseconds) / 1e15 + Double((ContinuousClock.now - start).components.seconds) * 1000
+        context.logger.info("\(request.method) \(request.uri.path) \(response.status.code) \(String(format: "%.1f", ms))ms")
+        return response
+    }
+}
+
+/// Every route needs `Authorization: Bearer TOKEN` (compared in constant time).
+struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
+    let token: [UInt8]
+
+    init(token: String) { self.token = Array(token.utf8) }
+
+    func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        let header = request.headers[.authorization] ?? ""
+        let given = header.hasPrefix("Bearer ") ? Array(header.utf8.dropFirst(7)) : []
+        guard Self.constantTimeEqual(given, token) else {
+            throw APIError(.unauthorized, code: "unauthorized", message: "a valid bearer token is required (Authorization: Bearer TOKEN)")
+        }
+        return try await next(request, context)
+    }
+
+    /// Compares without stopping at the first difference, so the time taken says nothing of the token.
+    static func constantTimeEqual(_ a: [UInt8], _ b: [UInt8]) -> Bool {
+        var diff = UInt8(truncatingIfNeeded: a.count ^ b.count)
+        for i in 0..<max(a.count, b.count) {
+            diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
+        }
+        return diff == 0
+    }
+}
