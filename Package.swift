@@ -46,7 +46,9 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
-        .executableTarget(name: "chatsync-bench", dependencies: ["ChatSync", "GitKit"]),
+        // SQLite, only as the benchmark's baseline (apt: libsqlite3-dev).
+        .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
+        .executableTarget(name: "chatsync-bench", dependencies: ["ChatSync", "GitKit", "ChatSyncServer", "CSQLite"]),
         .testTarget(name: "GitKitTests", dependencies: ["GitKit"]),
         .testTarget(name: "ChatSyncTests", dependencies: ["ChatSync", "GitKit"]),
         // Depends on the executable so that `swift test` builds it; the tests run the binary.

@@ -82,9 +82,14 @@ extension Repository {
         try check(refreshObjectDatabase(), "refresh object database")
     }
 
-    /// Packs every object reachable from `tips` into one pack and removes the other packs and
-    /// the loose objects (what `git gc` does, without pruning history).
-    public func packReachable(from tips: [OID]) throws {
+    /// Packs every object reachable from `tips` into one pack (with deltas), then removes the
+    /// packs and loose objects older than `grace` seconds: what they held that is reachable is in
+    /// the new pack; younger ones may belong to a writer that has not moved its ref yet, and stay.
+    /// Returns the new pack.
+    @discardableResult
+    public func packReachable(from tips: [OID], grace: Double = 60) throws -> PackFile? {
+        let cutoff = Date().addingTimeInterval(-grace)
+        let before = packFiles().filter { !$0.isKept && ((try? FileManager.default.attributesOfItem(atPath: $0.packPath)[.modificationDate] as? Date) ?? Date()) < cutoff }
         var builder: OpaquePointer?
         try check(git_packbuilder_new(&builder, pointer), "new pack builder")
         defer { git_packbuilder_free(builder) }
@@ -96,27 +101,43 @@ extension Repository {
             try check(git_revwalk_push(walker, &raw), "walk from \(t.short)")
         }
         try check(git_packbuilder_insert_walk(builder, walker), "add history to pack")
-        let before = packFiles()
+        guard git_packbuilder_object_count(builder) > 0 else { return nil }
         try check(git_packbuilder_write(builder, packDirectory, 0, nil, nil), "write pack")
         var newName = ""
         if let n = git_packbuilder_name(builder) { newName = String(cString: n) }
-        for pack in before where !pack.isKept && !pack.packPath.hasSuffix("pack-\(newName).pack") {
+        for pack in before where !pack.packPath.hasSuffix("pack-\(newName).pack") {
             unlink(pack.indexPath)
             unlink(pack.packPath)
         }
-        try removeLooseObjects()
+        removeLooseObjects(olderThan: cutoff)
         try check(refreshObjectDatabase(), "refresh object database")
+        return packFiles().first { $0.packPath.hasSuffix("pack-\(newName).pack") }
     }
 
-    /// Removes every loose object file (call only once a pack holds them all).
-    func removeLooseObjects() throws {
+    /// Removes loose object files older than `cutoff` (call once a pack holds what is reachable).
+    func removeLooseObjects(olderThan cutoff: Date) {
         let objects = gitDir + "objects"
         let fm = FileManager.default
         for dir in (try? fm.contentsOfDirectory(atPath: objects)) ?? [] where dir.count == 2 {
             let sub = objects + "/" + dir
-            for f in (try? fm.contentsOfDirectory(atPath: sub)) ?? [] { unlink(sub + "/" + f) }
+            for f in (try? fm.contentsOfDirectory(atPath: sub)) ?? [] {
+                let path = sub + "/" + f
+                if let m = (try? fm.attributesOfItem(atPath: path))?[.modificationDate] as? Date, m < cutoff { unlink(path) }
+            }
             rmdir(sub)
         }
+    }
+
+    /// Bytes used by the object database (packs and loose objects).
+    public func objectDatabaseSize() -> Int {
+        let objects = gitDir + "objects"
+        var total = 0
+        if let e = FileManager.default.enumerator(atPath: objects) {
+            while let p = e.nextObject() as? String {
+                if let size = (try? FileManager.default.attributesOfItem(atPath: objects + "/" + p))?[.size] as? Int { total += size }
+            }
+        }
+        return total
     }
 
     /// The number of loose objects.

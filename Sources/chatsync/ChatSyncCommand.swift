@@ -16,7 +16,7 @@ struct ChatSyncCommand: AsyncParsableCommand {
             MissionCommand.self, HopCommand.self, StepCommand.self, AssetCommand.self,
             CloneCommand.self, RemoteCommand.self, PullCommand.self, PushCommand.self, SyncCommand.self, ConflictsCommand.self,
             WatchCommand.self, LogCommand.self, DiffCommand.self, ShowCommand.self, BlameCommand.self, ExportCommand.self,
-            TextconvCommand.self, VerifyCommand.self,
+            TextconvCommand.self, VerifyCommand.self, CompactCommand.self,
         ]
     )
 }

@@ -76,3 +76,18 @@ struct VerifyCommand: ParsableCommand {
         }
     }
 }
+
+struct CompactCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(commandName: "compact",
+        abstract: "Pack everything into one pack with deltas and remove what it replaces (safe while others read and write).")
+    @OptionGroup var global: GlobalOptions
+    @Option(help: "Keep packs and loose objects younger than this many seconds (a writer may still need them).") var grace: Double = 60
+
+    func run() throws {
+        try validated(global) { if grace < 0 { throw ChatSyncError.invalid(field: "grace", rule: "must be ≥ 0") } }
+        try global.run { store in
+            let r = try store.compact(grace: grace)
+            try global.emit(r, "packs \(r.packsBefore) → \(r.packsAfter), loose objects \(r.looseObjectsBefore) → \(r.looseObjectsAfter), \(r.bytesBefore / 1024) KiB → \(r.bytesAfter / 1024) KiB")
+        }
+    }
+}

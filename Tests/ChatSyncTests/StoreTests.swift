@@ -407,3 +407,46 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(Layout.shard("abc").count, 2)
     }
 }
+
+final class CompactionTests: XCTestCase {
+    func testCompactionPacksEverythingAndTheStoreStaysWhole() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        var ids: [String] = []
+        for i in 0..<40 { ids.append(try store.appendMessage(chatID: chat.id, role: .user, content: "message \(i)").id) }
+        // A loose object as plain git would leave it.
+        store.syncWorkTree()
+        try Data("{}".utf8).write(to: URL(fileURLWithPath: store.path + "/loose.txt"))
+        XCTAssertEqual(try git(store.path, "add", "loose.txt").status, 0)
+        XCTAssertEqual(try git(store.path, "commit", "-qm", "plain git commit").status, 0)
+        let before = try store.withRepository { ($0.packFiles().count, $0.looseObjectCount()) }
+        XCTAssertGreaterThan(before.0, 1)
+        XCTAssertGreaterThan(before.1, 0)
+        // With a grace period, young packs and objects stay.
+        let young = try store.compact(grace: 3600)
+        XCTAssertEqual(young.looseObjectsAfter, before.1)
+        let r = try store.compact(grace: 0)
+        XCTAssertEqual(r.packsAfter, 1)
+        XCTAssertEqual(r.looseObjectsAfter, 0)
+        XCTAssertLessThan(r.bytesAfter, r.bytesBefore)
+        XCTAssertEqual(try git(store.path, "fsck", "--strict", "--no-dangling").status, 0)
+        XCTAssertEqual(try store.listMessages(chatID: chat.id).map(\.id), ids)
+        XCTAssertEqual(try store.commitCount(), 43, "init, the chat, 40 messages, the plain git commit: all kept")
+        // The store works on: more appends, another handle, and verify is clean.
+        _ = try store.appendMessage(chatID: chat.id, role: .user, content: "after")
+        let other = try Store.open(at: store.path, options: store.options)
+        XCTAssertEqual(try other.listMessages(chatID: chat.id).count, 41)
+        other.close()
+        let report = try store.verify()
+        XCTAssertTrue(report.problems.allSatisfy { $0.path == "loose.txt" }, "\(report.problems)")
+    }
+
+    func testTheWriterKeepsPacksFew() throws {
+        let store = try makeStore(self) { $0.maxPacks = 8 }
+        let chat = try store.createChat(userID: "u")
+        for i in 0..<100 { _ = try store.appendMessage(chatID: chat.id, role: .user, content: "\(i)") }
+        let packs = try store.withRepository { $0.packFiles().count }
+        XCTAssertLessThanOrEqual(packs, 8 + 16, "merged geometrically as they come")
+        XCTAssertEqual(try git(store.path, "fsck", "--strict", "--no-dangling").status, 0)
+    }
+}

@@ -38,6 +38,9 @@ public enum WorkTreeMode: Sendable, Equatable {
     case background
     /// A change is acknowledged only once the work tree and index show it too.
     case synchronous
+    /// The work tree is not kept (for servers and benchmarks that never look at the files:
+    /// `git status` then shows them as missing). History and everything else are unchanged.
+    case disabled
 }
 
 /// A chatsync store: JSON documents in a git repository, one commit per change.

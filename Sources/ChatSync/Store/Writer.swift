@@ -107,7 +107,7 @@ final class Writer: @unchecked Sendable {
             attempt += 1
             do {
                 let (results, oldTree, newTip) = try commitBatch(batch)
-                if let follower, let oldTree, newTip != nil {
+                if let follower, let oldTree, newTip != nil, options.workTree != .disabled {
                     // The work tree follows the branch; in synchronous mode the change waits for it.
                     let generation = follower.request(fallbackBaseline: oldTree)
                     if options.workTree == .synchronous { follower.wait(for: generation) }
