@@ -23,7 +23,7 @@ LAYOUT = [
     (rf"chatsync\.json", "marker"),
     (rf"sessions/{SH}/{ID}\.json", "session"),
     (rf"chats/{SH}/{ID}/chat\.json", "chat"),
-    (rf"chats/{SH}/{ID}/messages/{SH}/{ID}\.json", "message"),
+    (rf"chats/{SH}/{ID}/messages/[0-9a-f]/[0-9a-f]/[0-9a-f]/{ID}\.json", "message"),
     (rf"missions/{SH}/{ID}/mission\.json", "mission"),
     (rf"missions/{SH}/{ID}/hops/{ID}/hop\.json", "hop"),
     (rf"missions/{SH}/{ID}/hops/{ID}/steps/{ID}\.json", "tool_step"),

@@ -3724,7 +3724,7 @@ enum EmbeddedStore {
   "$schema": "https://json-schema.org/draft/2020-12/schema",
   "$id": "https://chatsync.dev/schemas/message.schema.json",
   "title": "ChatMessage",
-  "description": "One message of a chat. Stored at chats/<sh>/<chat_id>/messages/<sh>/<message_id>.json.",
+  "description": "One message of a chat. Stored at chats/<sh>/<chat_id>/messages/<x>/<y>/<z>/<message_id>.json.",
   "type": "object",
   "properties": {
     "id": {

@@ -450,3 +450,12 @@ final class CompactionTests: XCTestCase {
         XCTAssertEqual(try git(store.path, "fsck", "--strict", "--no-dangling").status, 0)
     }
 }
+
+final class LayoutTests: XCTestCase {
+    /// The examples of Store/FORMAT.md, so another implementation can check its hash.
+    func testShardsAreTheDocumentedOnes() {
+        XCTAssertEqual(Layout.shard("abc"), "0b")
+        XCTAssertEqual(Layout.messageShard("abc"), "9/0/b")
+        XCTAssertEqual(Layout.message("c1", "abc"), "chats/\(Layout.shard("c1"))/c1/messages/9/0/b/abc.json")
+    }
+}

@@ -256,8 +256,13 @@ enum TreeMerge {
             items.append((timestamp(ofCreated: o), id, path, o))
         }
         items.sort { $0.created != $1.created ? $0.created < $1.created : $0.id < $1.id }
+        return writeRanks(items.map { ($0.path, $0.value) }, tx)
+    }
+
+    /// Writes `sequence_order` = 1…N in the given order, for the documents whose number changes.
+    private static func writeRanks(_ ordered: [(path: String, value: [String: JSONValue])], _ tx: Transaction) -> Int {
         var changed = 0
-        for (rank, item) in items.enumerated() where item.value["sequence_order"] != .int(Int64(rank + 1)) {
+        for (rank, item) in ordered.enumerated() where item.value["sequence_order"] != .int(Int64(rank + 1)) {
             var v = item.value
             v["sequence_order"] = .int(Int64(rank + 1))
             tx.putRaw(CanonicalJSON.serialize(.object(v)), at: item.path)
@@ -283,13 +288,6 @@ enum TreeMerge {
             items.append((seq, timestamp(ofCreated: o), id, path, o))
         }
         items.sort { ($0.seq, $0.created, $0.id) < ($1.seq, $1.created, $1.id) }
-        var changed = 0
-        for (rank, item) in items.enumerated() where item.value["sequence_order"] != .int(Int64(rank + 1)) {
-            var v = item.value
-            v["sequence_order"] = .int(Int64(rank + 1))
-            tx.putRaw(CanonicalJSON.serialize(.object(v)), at: item.path)
-            changed += 1
-        }
-        return changed
+        return writeRanks(items.map { ($0.path, $0.value) }, tx)
     }
 }

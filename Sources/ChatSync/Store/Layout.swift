@@ -7,7 +7,7 @@ import Foundation
 ///     chatsync.json                                      format marker
 ///     sessions/<sh>/<session_id>.json
 ///     chats/<sh>/<chat_id>/chat.json
-///     chats/<sh>/<chat_id>/messages/<sh>/<message_id>.json
+///     chats/<sh>/<chat_id>/messages/<x>/<y>/<z>/<message_id>.json
 ///     missions/<sh>/<mission_id>/mission.json
 ///     missions/<sh>/<mission_id>/hops/<hop_id>/hop.json
 ///     missions/<sh>/<mission_id>/hops/<hop_id>/steps/<step_id>.json
@@ -15,24 +15,39 @@ import Foundation
 ///     conflicts/<sh>/<conflict_id>.json                  conflicts a merge recorded
 ///
 /// `<sh>` is two lowercase hex digits: the low byte of the FNV-1a 32-bit hash of the id's UTF-8 bytes.
+/// A chat's messages go three levels deep, `<x>/<y>/<z>` being the three lowest hex digits of
+/// that hash (x the highest of them), so that every tree on a message's path stays small (at
+/// most 16 entries per level, about 24 messages per folder at 100,000): the cost of an append
+/// does not grow with the chat's length.
 public enum Layout {
     public static let marker = "chatsync.json"
     public static let formatName = "chatsync"
     public static let formatVersion = 1
 
-    public static func shard(_ id: String) -> String {
+    static func fnv(_ id: String) -> UInt32 {
         var h: UInt32 = 2_166_136_261
         for b in id.utf8 { h = (h ^ UInt32(b)) &* 16_777_619 }
-        let v = Int(h & 0xFF)
-        let digits = Array("0123456789abcdef")
+        return h
+    }
+
+    private static let digits = Array("0123456789abcdef")
+
+    public static func shard(_ id: String) -> String {
+        let v = Int(fnv(id) & 0xFF)
         return String([digits[v >> 4], digits[v & 15]])
+    }
+
+    /// `x/y/z`: the message's three-level folder within its chat.
+    public static func messageShard(_ id: String) -> String {
+        let v = Int(fnv(id) & 0xFFF)
+        return "\(digits[v >> 8])/\(digits[(v >> 4) & 15])/\(digits[v & 15])"
     }
 
     public static func session(_ id: String) -> String { "sessions/\(shard(id))/\(id).json" }
     public static func chatDir(_ id: String) -> String { "chats/\(shard(id))/\(id)" }
     public static func chat(_ id: String) -> String { chatDir(id) + "/chat.json" }
     public static func messagesDir(_ chatID: String) -> String { chatDir(chatID) + "/messages" }
-    public static func message(_ chatID: String, _ id: String) -> String { messagesDir(chatID) + "/\(shard(id))/\(id).json" }
+    public static func message(_ chatID: String, _ id: String) -> String { messagesDir(chatID) + "/\(messageShard(id))/\(id).json" }
     public static func missionDir(_ id: String) -> String { "missions/\(shard(id))/\(id)" }
     public static func mission(_ id: String) -> String { missionDir(id) + "/mission.json" }
     public static func hopsDir(_ missionID: String) -> String { missionDir(missionID) + "/hops" }
@@ -102,7 +117,9 @@ public enum Layout {
         case "chats":
             guard p.count >= 4, Rules.isValidID(p[2]), sharded(p[1], p[2]) else { return nil }
             if p.count == 4, p[3] == "chat.json" { return .chat(id: p[2]) }
-            if p.count == 6, p[3] == "messages", let id = doc(p[5]), sharded(p[4], id) { return .message(chatID: p[2], id: id) }
+            if p.count == 8, p[3] == "messages", let id = doc(p[7]), p[4...6].joined(separator: "/") == messageShard(id) {
+                return .message(chatID: p[2], id: id)
+            }
             return nil
         case "missions":
             guard p.count >= 4, Rules.isValidID(p[2]), sharded(p[1], p[2]) else { return nil }

@@ -229,6 +229,10 @@ final class WorkTreeFollower: @unchecked Sendable {
     private var fallbackBaseline: OID?
     private var stopping = false
     private var repo: Repository?
+    /// Someone waits for the work tree (a flush, a synchronous change): sync at once.
+    private var urgent = 0
+    /// How long a sync waits for more commits to cover (commits in a burst share one sync).
+    static let debounce: UInt32 = 20_000
 
     init(path: String, gitDir: String, options: StoreOptions) throws {
         let dir = gitDir + "chatsync"
@@ -257,7 +261,10 @@ final class WorkTreeFollower: @unchecked Sendable {
     /// Waits until the sync asked for by `ticket` (or a later one) is done.
     func wait(for ticket: Int) {
         condition.lock()
+        urgent += 1
+        condition.broadcast()
         while completed < ticket && !stopping { condition.wait() }
+        urgent -= 1
         condition.unlock()
     }
 
@@ -280,6 +287,12 @@ final class WorkTreeFollower: @unchecked Sendable {
             condition.lock()
             while completed == requested && !stopping { condition.wait() }
             if stopping { condition.unlock(); return }
+            if urgent == 0 {
+                // Let a burst of commits gather, unless someone is waiting.
+                condition.unlock()
+                usleep(Self.debounce)
+                condition.lock()
+            }
             let ticket = requested
             let fallback = fallbackBaseline
             fallbackBaseline = nil
