@@ -97,6 +97,57 @@ if arguments.contains("--profile-read") {
     exit(0)
 }
 
+/// `BENCH_ONLY=size,group` runs only those sections (names: appends, length, read, size, group, merge, pull, watch, http).
+let only = ProcessInfo.processInfo.environment["BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
+func want(_ section: String) -> Bool { only?.contains(section) ?? true }
+
+var sqliteRate = 0.0
+@MainActor func bulkStore() throws -> Store {
+    storeCounter += 1
+    var o = StoreOptions(); o.durable = false; o.workTree = .disabled
+    return try Store.open(at: "\(root)/store-\(storeCounter)", options: o, create: true)
+}
+func medianAppend(_ store: Store, _ chatID: String, _ count: Int) throws -> Double {
+    _ = try store.appendMessage(chatID: chatID, role: .user, content: "warm-up")  // reads the chat's summary once
+    var times: [Double] = []
+    for i in 0..<count {
+        let t = now()
+        _ = try store.appendMessage(chatID: chatID, role: .assistant, content: "reply \(i)")
+        times.append(now() - t)
+    }
+    return median(times) * 1000
+}
+func residentMemoryMB() -> Double {
+    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
+}
+final class PortBox: @unchecked Sendable { var port = 0; let ready = DispatchSemaphore(value: 0) }
+func startServer(_ store: Store) throws -> (port: Int, task: Task<Void, Error>) {
+    let box = PortBox()
+    var logger = Logger(label: "bench")
+    logger.logLevel = .error
+    let app = try buildApplication(store: store, configuration: ServerConfiguration(host: "127.0.0.1", port: 0), logger: logger) { port in
+        box.port = port
+        box.ready.signal()
+    }
+    let task = Task.detached { try await app.run() }
+    box.ready.wait()
+    return (box.port, task)
+}
+let httpSession: URLSession = {
+    let c = URLSessionConfiguration.default
+    c.httpMaximumConnectionsPerHost = 32
+    return URLSession(configuration: c)
+}()
+func post(_ url: String, _ body: String) async throws -> Int {
+    var r = URLRequest(url: URL(string: url)!)
+    r.httpMethod = "POST"
+    r.httpBody = Data(body.utf8)
+    let (_, response) = try await httpSession.data(for: r)
+    return (response as? HTTPURLResponse)?.statusCode ?? 0
+}
+final class Failures: @unchecked Sendable { let lock = NSLock(); var count = 0 }
 let appendCount = Int(ProcessInfo.processInfo.environment["BENCH_APPENDS"] ?? "") ?? (quick ? 100 : 1000)
 let baselineCount = quick ? 20 : 100
 
@@ -126,6 +177,7 @@ func reply(_ i: Int) -> String {
     return text
 }
 
+if want("appends") {
 // 1. Appends, one commit each: chatsync (not durable, durable) vs the git command driven by a script.
 for durable in [false, true] {
     let store = try freshStore(durable: durable)
@@ -164,27 +216,15 @@ let sqlite = try SQLiteBaseline(path: "\(root)/baseline.sqlite")
 let q0 = now()
 let sqliteCount = quick ? 200 : 2000
 for i in 0..<sqliteCount { sqlite.append(chat: "bench-chat", content: "message \(i)") }
-let sqliteRate = Double(sqliteCount) / (now() - q0)
+sqliteRate = Double(sqliteCount) / (now() - q0)
 record("baseline: SQLite WAL + synchronous=FULL, 1 connection", sqliteRate, "ops/s", "\(sqliteCount) appends, one transaction each")
 
+}
+
+if want("length") {
 // 2. Append time against the chat's length (and with many chats). The stores are built with
 // one bulk commit and keep no work tree (writing 100,000 files is not what is measured).
-@MainActor func bulkStore() throws -> Store {
-    storeCounter += 1
-    var o = StoreOptions(); o.durable = false; o.workTree = .disabled
-    return try Store.open(at: "\(root)/store-\(storeCounter)", options: o, create: true)
-}
 var appendAt: [Int: Double] = [:]
-func medianAppend(_ store: Store, _ chatID: String, _ count: Int) throws -> Double {
-    _ = try store.appendMessage(chatID: chatID, role: .user, content: "warm-up")  // reads the chat's summary once
-    var times: [Double] = []
-    for i in 0..<count {
-        let t = now()
-        _ = try store.appendMessage(chatID: chatID, role: .assistant, content: "reply \(i)")
-        times.append(now() - t)
-    }
-    return median(times) * 1000
-}
 for length in quick ? [100, 2_000] : [100, 10_000, 20_000, 100_000] {
     let store = try bulkStore()
     try store.load(bundle(chatID: "long-\(length)", messages: length), name: "bench")
@@ -209,6 +249,9 @@ do {
     store.close()
 }
 
+}
+
+if want("read") {
 // 3. Reading a long chat in order (a fresh store handle each time), and the size on disk.
 for n in quick ? [2_000] : [10_000, 100_000] {
     let dir: String
@@ -229,10 +272,13 @@ for n in quick ? [2_000] : [10_000, 100_000] {
     }
     record("read a \(n)-message chat in order (median of 5, fresh handle)", median(times) * 1000, "ms", n >= 100_000 ? "target < 300" : "target < 100")
 }
+}
+
+if want("size") {
 do {
     // Size: 100,000 messages appended one commit each would take minutes here; they are
     // appended by 16 writers (group commit: still one commit each) in the full run.
-    let n = quick ? 2_000 : 100_000
+    let n = Int(ProcessInfo.processInfo.environment["BENCH_SIZE"] ?? "") ?? (quick ? 2_000 : 100_000)
     let store = try bulkStore()
     let chat = try store.createChat(userID: "bench")
     let t = now()
@@ -250,6 +296,9 @@ do {
     store.close()
 }
 
+}
+
+if want("group") {
 // 4. Group commit: 16 writers appending at once.
 for durable in [false, true] {
     let store = try freshStore(durable: durable)
@@ -261,12 +310,15 @@ for durable in [false, true] {
     }
     let rate = Double(writers * each) / (now() - t0)
     record("appends/s, 16 concurrent writers, one commit each, \(durable ? "durable" : "no fsync")", rate, "ops/s", "\(writers * each) appends")
-    if durable { record("chatsync (durable, 16 writers) / SQLite (1 connection)", rate / sqliteRate, "x", "target ≥ 1") }
+    if durable && sqliteRate > 0 { record("chatsync (durable, 16 writers) / SQLite (1 connection)", rate / sqliteRate, "x", "target ≥ 1") }
     let numbers = try store.listMessages(chatID: chat.id).map(\.sequenceOrder)
     precondition(numbers == Array(1...(writers * each)))
     store.close()
 }
 
+}
+
+if want("merge") {
 // 5. Merging two replicas that each added messages to one chat.
 do {
     let n = Int(ProcessInfo.processInfo.environment["BENCH_MERGE"] ?? "") ?? (quick ? 200 : 1_000)
@@ -292,6 +344,9 @@ do {
     a.close(); b.close(); origin.close()
 }
 
+}
+
+if want("pull") {
 // 6. Pulling many commits through git daemon.
 do {
     let n = quick ? 1_000 : 10_000
@@ -328,6 +383,9 @@ do {
     reader.close(); writer.close()
 }
 
+}
+
+if want("watch") {
 // 7. The watch stream: delay from a commit to its event.
 final class Seen: @unchecked Sendable {
     let lock = NSLock()
@@ -361,38 +419,10 @@ do {
     store.close()
 }
 
+}
+
+if want("http") {
 // 8. The HTTP server: appends over 16 connections; memory with a large store.
-func residentMemoryMB() -> Double {
-    let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
-    let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
-    return (Double(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) / 1024
-}
-final class PortBox: @unchecked Sendable { var port = 0; let ready = DispatchSemaphore(value: 0) }
-func startServer(_ store: Store) throws -> (port: Int, task: Task<Void, Error>) {
-    let box = PortBox()
-    var logger = Logger(label: "bench")
-    logger.logLevel = .error
-    let app = try buildApplication(store: store, configuration: ServerConfiguration(host: "127.0.0.1", port: 0), logger: logger) { port in
-        box.port = port
-        box.ready.signal()
-    }
-    let task = Task.detached { try await app.run() }
-    box.ready.wait()
-    return (box.port, task)
-}
-let httpSession: URLSession = {
-    let c = URLSessionConfiguration.default
-    c.httpMaximumConnectionsPerHost = 32
-    return URLSession(configuration: c)
-}()
-func post(_ url: String, _ body: String) async throws -> Int {
-    var r = URLRequest(url: URL(string: url)!)
-    r.httpMethod = "POST"
-    r.httpBody = Data(body.utf8)
-    let (_, response) = try await httpSession.data(for: r)
-    return (response as? HTTPURLResponse)?.statusCode ?? 0
-}
-final class Failures: @unchecked Sendable { let lock = NSLock(); var count = 0 }
 for durable in [true] {
     let store = try freshStore(durable: durable)
     let chat = try store.createChat(userID: "bench")
@@ -433,6 +463,8 @@ do {
     record("server resident memory, store of \(n) messages (after appends and a read)", residentMemoryMB(), "MiB", "the bench process; \(String(format: "%.0f", before)) MiB before the server")
     task.cancel()
     store.close()
+}
+
 }
 
 if asJSON {

@@ -159,6 +159,16 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, " M \(Layout.chat(chat.id))\n")
     }
 
+    func testADisabledWorkTreeIsNeverWritten() throws {
+        let store = try makeStore(self) { $0.workTree = .disabled }
+        let chat = try store.createChat(userID: "u")
+        _ = try store.appendMessage(chatID: chat.id, role: .user, content: "x")
+        store.syncWorkTree()
+        store.close()
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store.path + "/" + Layout.chat(chat.id)))
+        XCTAssertEqual(try git(store.path, "rev-list", "--count", "HEAD").out, "3\n", "history is kept as usual")
+    }
+
     func testConfiguredIdentityAuthorsCommits() throws {
         let store = try makeStore(self) { $0.identity = Identity(name: "Ada", email: "ada@example.com") }
         _ = try store.createChat(userID: "u")

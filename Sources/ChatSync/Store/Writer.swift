@@ -234,7 +234,11 @@ final class WorkTreeFollower: @unchecked Sendable {
     /// How long a sync waits for more commits to cover (commits in a burst share one sync).
     static let debounce: UInt32 = 20_000
 
+    /// False when the store keeps no work tree (`WorkTreeMode.disabled`): nothing is ever written.
+    private let enabled: Bool
+
     init(path: String, gitDir: String, options: StoreOptions) throws {
+        enabled = options.workTree != .disabled
         let dir = gitDir + "chatsync"
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         lock = try FileLock(path: dir + "/worktree.lock")
@@ -252,6 +256,7 @@ final class WorkTreeFollower: @unchecked Sendable {
     func request(fallbackBaseline: OID? = nil) -> Int {
         condition.lock()
         defer { condition.unlock() }
+        if !enabled { return completed }
         requested += 1
         if self.fallbackBaseline == nil { self.fallbackBaseline = fallbackBaseline }
         condition.broadcast()
