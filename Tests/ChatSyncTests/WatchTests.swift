@@ -67,8 +67,9 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(e.origin, .local)
         XCTAssertEqual(e.commit, head)
         try store.deleteChat(chat.id)
-        XCTAssertTrue(sink.wait { $0.contains { $0.kind == .deleted && $0.type == .chat } })
-        XCTAssertTrue(sink.all.contains { $0.kind == .deleted && $0.id == m.id }, "deleting a chat deletes its messages, one event each")
+        XCTAssertTrue(sink.wait { events in
+            events.contains { $0.kind == .deleted && $0.type == .chat } && events.contains { $0.kind == .deleted && $0.id == m.id }
+        }, "deleting a chat deletes its messages, one event each: \(sink.all)")
     }
 
     func testOtherWritersAndPlainGitAreExternalEvents() throws {
