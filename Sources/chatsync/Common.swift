@@ -18,7 +18,8 @@ struct GlobalOptions: ParsableArguments {
         if let store { return (store, false) }
         let env = ProcessInfo.processInfo.environment
         if let s = env["CHATSYNC_STORE"], !s.isEmpty { return (s, false) }
-        let base = env["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (NSHomeDirectory() + "/.local/share")
+        let home = env["HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? NSHomeDirectory()
+        let base = env["XDG_DATA_HOME"].flatMap { $0.isEmpty ? nil : $0 } ?? (home + "/.local/share")
         return (base + "/chatsync/store", true)
     }
 
