@@ -46,15 +46,17 @@ public enum ChatSyncError: Error, CustomStringConvertible, Sendable, Equatable {
     }
 }
 
+/// A coding path as a field name: `chats[0].created_at`.
+private func path(_ p: [CodingKey]) -> String {
+    p.reduce("") { acc, key in
+        if let i = key.intValue { return acc + "[\(i)]" }
+        return acc.isEmpty ? key.stringValue : acc + "." + key.stringValue
+    }
+}
+
 /// Turns a `DecodingError` into words: the path of the field and what was wrong.
 func describeDecodingError(_ error: Error) -> String {
     guard let e = error as? DecodingError else { return "\(error)" }
-    func path(_ p: [CodingKey]) -> String {
-        p.reduce("") { acc, key in
-            if let i = key.intValue { return acc + "[\(i)]" }
-            return acc.isEmpty ? key.stringValue : acc + "." + key.stringValue
-        }
-    }
     switch e {
     case .keyNotFound(let key, let ctx): return "\(path(ctx.codingPath + [key])) is required"
     case .typeMismatch(let type, let ctx): return "\(path(ctx.codingPath)) must be of type \(type)"
@@ -70,12 +72,6 @@ func describeDecodingError(_ error: Error) -> String {
 func invalidInput(from error: Error, document: String) -> ChatSyncError {
     if let e = error as? ChatSyncError { return e }
     guard let e = error as? DecodingError else { return .invalid(field: document, rule: "\(error)") }
-    func path(_ p: [CodingKey]) -> String {
-        p.reduce("") { acc, key in
-            if let i = key.intValue { return acc + "[\(i)]" }
-            return acc.isEmpty ? key.stringValue : acc + "." + key.stringValue
-        }
-    }
     switch e {
     case .keyNotFound(let key, let ctx):
         return .invalid(field: path(ctx.codingPath + [key]), rule: "is required")

@@ -27,22 +27,6 @@ public struct LogEntry: Codable, Sendable, Equatable {
 }
 
 extension Store {
-    /// Recent commits of the branch, newest first.
-    public func log(limit: Int = 20, revision: String? = nil) throws -> [LogEntry] {
-        guard limit >= 0 else { throw ChatSyncError.invalid(field: "n", rule: "must be ≥ 0") }
-        return try withRepository { repo in
-            try wrapGit {
-                let start = try revision.map { try repo.revparse($0) } ?? repo.referenceTarget(branchRef)
-                guard let start else { return [] }
-                return try repo.walk(from: start, limit: limit).map { oid in
-                    let c = try repo.commit(oid)
-                    return LogEntry(commit: oid.hex, parents: c.parents.map(\.hex), author: c.author.name, email: c.author.email,
-                                    time: Timestamp(milliseconds: c.author.time * 1000).rfc3339, summary: c.summary)
-                }
-            }
-        }
-    }
-
     /// Checks the store's integrity at the tip: the format marker, every file where the layout
     /// puts it, every document valid (all fields, all rules), every reference whole, and
     /// sequence numbers unique and gap-free.

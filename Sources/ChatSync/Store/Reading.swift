@@ -130,7 +130,6 @@ public final class Transaction: DocumentReader {
     public let now: Timestamp
     /// Facts about chats' messages after this change, handed to the writer's cache.
     var summaries: [String: ChatSummary] = [:]
-    var summaryCache: SummaryCache?
     let limits: DocumentLimits
 
     public var decoder: JSONDecoder { base.decoder }

@@ -142,7 +142,6 @@ final class Writer: @unchecked Sendable {
         for p in batch {
             let snapshot = Snapshot(repo: repo, commit: current, tree: currentTree)
             let tx = Transaction(base: snapshot, now: Timestamp.now(), limits: options.limits)
-            tx.summaryCache = summaries
             let value: Any
             do {
                 value = try p.apply(tx)
