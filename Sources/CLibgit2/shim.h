@@ -6,6 +6,10 @@
 #include <git2/sys/mempack.h>
 #include <git2/sys/odb_backend.h>
 #include <git2/sys/repository.h>
+/* zlib and mbedtls come with libgit2-dev (its dependencies zlib1g-dev and libmbedtls-dev):
+   GitKit writes pack files itself (deflate, CRC-32, SHA-1). */
+#include <zlib.h>
+#include <mbedtls/sha1.h>
 
 /* git_libgit2_opts is variadic and does not import into Swift: one wrapper per option. */
 static inline int chatsync_git_set_fsync(int enabled) {

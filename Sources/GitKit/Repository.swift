@@ -59,9 +59,11 @@ public final class Repository: @unchecked Sendable {
     private var mempack: OpaquePointer?
     private var odbPointer: OpaquePointer?
     /// The objects written to the in-memory buffer since the last flush.
-    private var buffered: [OID] = []
+    private var buffered: [PackObject] = []
 
-    private func track(_ oid: OID) { if mempack != nil { buffered.append(oid) } }
+    private func track(_ oid: OID, _ type: git_object_t, _ bytes: [UInt8]) {
+        if mempack != nil { buffered.append(PackObject(oid: oid, type: type, bytes: bytes)) }
+    }
 
     private init(pointer: OpaquePointer) { self.pointer = pointer }
 
@@ -114,14 +116,13 @@ public final class Repository: @unchecked Sendable {
                 return chatsync_backend_write(backend, &oid, buf.baseAddress, buf.count, GIT_OBJECT_BLOB)
             }
             try check(code, "write blob")
-            track(OID(oid))
+            track(OID(oid), GIT_OBJECT_BLOB, [UInt8](data))
             return OID(oid)
         }
         let code = data.withUnsafeBytes { buf in
             git_blob_create_from_buffer(&oid, pointer, buf.baseAddress, buf.count)
         }
         try check(code, "write blob")
-        track(OID(oid))
         return OID(oid)
     }
 
@@ -143,13 +144,7 @@ public final class Repository: @unchecked Sendable {
 
     /// The id of the empty tree (written if needed).
     public func emptyTree() throws -> OID {
-        var builder: OpaquePointer?
-        try check(git_treebuilder_new(&builder, pointer, nil), "new tree builder")
-        defer { git_treebuilder_free(builder) }
-        var oid = git_oid()
-        try check(git_treebuilder_write(&oid, builder), "write empty tree")
-        track(OID(oid))
-        return OID(oid)
+        try writeObject([], type: GIT_OBJECT_TREE)
     }
 
     private func lookupTree(_ oid: OID) throws -> OpaquePointer {
@@ -360,39 +355,34 @@ public final class Repository: @unchecked Sendable {
             return git_odb_write(&oid, odb, buf.baseAddress, buf.count, type)
         }
         try check(code, "write \(type == GIT_OBJECT_TREE ? "tree" : "object")")
-        track(OID(oid))
+        track(OID(oid), type, bytes)
         return OID(oid)
     }
 
     /// Writes a commit object (no reference moves).
     public func createCommit(tree: OID, parents: [OID], author: Signature, committer: Signature? = nil, message: String) throws -> OID {
-        let treeObj = try lookupTree(tree)
-        defer { git_tree_free(treeObj) }
-        var parentObjs: [OpaquePointer?] = []
-        defer { parentObjs.forEach { git_commit_free($0) } }
-        for p in parents {
-            var c: OpaquePointer?
-            var raw = p.raw
-            try check(git_commit_lookup(&c, pointer, &raw), "read commit \(p.short)")
-            parentObjs.append(c)
-        }
-        let authorSig = try makeSignature(author)
-        defer { git_signature_free(authorSig) }
-        let committerSig = try makeSignature(committer ?? author)
-        defer { git_signature_free(committerSig) }
-        var out = git_oid()
-        let code = parentObjs.withUnsafeMutableBufferPointer { buf in
-            git_commit_create(&out, pointer, nil, authorSig, committerSig, "UTF-8", message, treeObj, buf.count, buf.baseAddress)
-        }
-        try check(code, "create commit")
-        track(OID(out))
-        return OID(out)
+        // The commit's bytes as git_commit_create writes them (with its "encoding UTF-8"
+        // header), written like any other object: git_commit_create would also look up the
+        // tree and parents and check whether the commit exists, which rescans the pack folder.
+        var text = "tree \(tree.hex)\n"
+        for p in parents { text += "parent \(p.hex)\n" }
+        text += "author " + (try Self.signatureLine(author)) + "\n"
+        text += "committer " + (try Self.signatureLine(committer ?? author)) + "\n"
+        text += "encoding UTF-8\n\n" + message
+        return try writeObject(Array(text.utf8), type: GIT_OBJECT_COMMIT)
     }
 
-    private func makeSignature(_ s: Signature) throws -> UnsafeMutablePointer<git_signature> {
-        var sig: UnsafeMutablePointer<git_signature>?
-        try check(git_signature_new(&sig, s.name, s.email, git_time_t(s.time), 0), "signature \(s.name) <\(s.email)>")
-        return sig!
+    /// `Name <email> seconds +0000`, with the rules of git_signature_new: surrounding white space
+    /// trimmed, no angle brackets or line breaks, a name is required.
+    static func signatureLine(_ s: Signature) throws -> String {
+        let trim: (String) -> String = { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
+        let name = trim(s.name), email = trim(s.email)
+        let bad = CharacterSet(charactersIn: "<>\n\r\0")
+        guard !name.isEmpty, name.rangeOfCharacter(from: bad) == nil, email.rangeOfCharacter(from: bad) == nil else {
+            throw GitError(code: -1, message: "invalid signature: a name is required and neither name nor email may contain '<', '>' or a line break",
+                           operation: "signature \(s.name) <\(s.email)>")
+        }
+        return "\(name) <\(email)> \(s.time) +0000"
     }
 
     /// Reads a commit.
@@ -638,20 +628,19 @@ public final class Repository: @unchecked Sendable {
     public func flushObjects() throws -> Bool {
         guard let mempack else { return false }
         defer { buffered.removeAll(keepingCapacity: true) }
-        guard !buffered.isEmpty else { _ = git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)); return false }
-        var builder: OpaquePointer?
-        try check(git_packbuilder_new(&builder, pointer), "new pack builder")
-        defer { git_packbuilder_free(builder) }
-        _ = git_packbuilder_set_threads(builder, 1)
+        // Each object once. (One the object database already has on disk is written again,
+        // which is cheaper than asking the database: a miss there rescans the pack folder.
+        // Merging packs keeps one copy.)
         var seen = Set<OID>()
-        for oid in buffered where seen.insert(oid).inserted {
-            var raw = oid.raw
-            try check(git_packbuilder_insert(builder, &raw, nil), "add \(oid.short) to pack")
+        var objects: [PackObject] = []
+        objects.reserveCapacity(buffered.count)
+        for object in buffered where seen.insert(object.oid).inserted { objects.append(object) }
+        if !objects.isEmpty {
+            try writePack(objects, durable: GitRuntime.fsyncEnabled)
+            try check(refreshObjectDatabase(), "refresh object database")
         }
-        try check(git_packbuilder_write(builder, packDirectory, 0, nil, nil), "write pack")
-        try check(refreshObjectDatabase(), "refresh object database")
         try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
-        return true
+        return !objects.isEmpty
     }
 
     func refreshObjectDatabase() -> Int32 {

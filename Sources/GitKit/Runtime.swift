@@ -24,5 +24,10 @@ public enum GitRuntime {
     public static func setFsync(_ enabled: Bool) {
         initialize()
         _ = chatsync_git_set_fsync(enabled ? 1 : 0)
+        fsyncState.withLock { $0 = enabled }
     }
+
+    private static let fsyncState = Mutex<Bool>(false)
+    /// Whether fsync is on (the packs GitKit writes itself follow the same switch).
+    public static var fsyncEnabled: Bool { fsyncState.withLock { $0 } }
 }

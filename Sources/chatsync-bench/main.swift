@@ -59,6 +59,7 @@ var storeCounter = 0
     let env = ProcessInfo.processInfo.environment
     if let m = env["BENCH_MAXPACKS"], let n = Int(m) { o.maxPacks = n }
     if env["BENCH_SYNC_WORKTREE"] != nil { o.workTree = .synchronous }
+    if env["BENCH_NO_WORKTREE"] != nil { o.workTree = .disabled }
     return try Store.open(at: "\(root)/store-\(storeCounter)", options: o, create: true)
 }
 

@@ -1,5 +1,6 @@
 import Foundation
-import GitKit
+import CLibgit2
+@testable import GitKit
 import XCTest
 
 final class RepositoryTests: XCTestCase {
@@ -105,6 +106,94 @@ final class RepositoryTests: XCTestCase {
         let (out, fsck) = try git("fsck", "--strict", "--no-dangling")
         XCTAssertEqual(fsck, 0, out)
         XCTAssertEqual(try repo.walk(from: parent!).count, 6)
+    }
+
+    /// Packs written by GitKit (whole objects, then merged by copying entries, also entries that
+    /// are deltas made by libgit2's pack builder) are packs git itself accepts.
+    func testConcatenatedPacksAreValidForGit() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        var tree = try repo.emptyTree()
+        var parent: OID?
+        // Similar large blobs (the pack builder makes deltas of them) and small ones; sizes that
+        // need one, two and three bytes of entry header.
+        let big = (0..<3000).map { "line \($0) of a long document\n" }.joined()
+        func commit(_ files: [(String, String)]) throws {
+            for (path, text) in files { tree = try repo.updateTree(tree, [.upsert(path, repo.writeBlob(Data(text.utf8)))]) }
+            let c = try repo.createCommit(tree: tree, parents: parent.map { [$0] } ?? [], author: sig(), message: "commit \(files.count)\n\nbody ü")
+            try repo.flushObjects()
+            try repo.compareAndSwapReference("refs/heads/main", to: c, expected: parent, message: "x")
+            parent = c
+        }
+        for i in 0..<4 { try commit([("big/\(i).txt", big + "edit \(i)\n")]) }
+        try repo.mergePacks(repo.packFiles())  // one pack with deltas
+        XCTAssertEqual(repo.packFiles().count, 1)
+        for i in 0..<5 { try commit([("s/\(i).txt", "x"), ("m/\(i).txt", String(repeating: "m", count: 20 + i * 300))]) }
+        XCTAssertEqual(repo.packFiles().count, 6)
+        // Batches may write an object again (the empty tree, a tree that came back): merging keeps one copy.
+        let total = try Set(repo.packFiles().flatMap { try PackFormat.readIndex($0.indexPath).entries.map(\.oid) }).count
+        let merged = try XCTUnwrap(try repo.concatenatePacks(repo.packFiles()))
+        XCTAssertEqual(repo.packFiles().count, 1)
+        XCTAssertEqual(merged.objectCount, total)
+        let (verify, code) = try git("verify-pack", "-v", merged.indexPath)
+        XCTAssertEqual(code, 0, verify)
+        XCTAssertTrue(verify.contains("chain length"), "the delta entries came along: \(verify.suffix(300))")
+        let (fsck, fsckCode) = try git("fsck", "--strict", "--full", "--no-dangling")
+        XCTAssertEqual(fsckCode, 0, fsck)
+        let (shown, _) = try git("show", "main:big/2.txt")
+        XCTAssertEqual(shown, big + "edit 2\n")
+        let other = try Repository.open(dir)
+        XCTAssertEqual(try other.readBlob(try other.entry(in: tree, path: "m/4.txt")!.oid), Data(String(repeating: "m", count: 1220).utf8))
+        XCTAssertEqual(try other.walk(from: parent!).count, 9)
+        XCTAssertEqual(try other.commit(parent!).message, "commit 2\n\nbody ü")
+
+        // An object in two packs without deltas is copied once.
+        let same = Array("same".utf8)
+        let sameID = try repo.writeBlob(Data(same))
+        let otherID = try repo.writeBlob(Data("other".utf8))
+        repo.discardBufferedObjects()
+        try repo.writePack([PackObject(oid: sameID, type: GIT_OBJECT_BLOB, bytes: same)], durable: false)
+        try repo.writePack([PackObject(oid: sameID, type: GIT_OBJECT_BLOB, bytes: same),
+                            PackObject(oid: otherID, type: GIT_OBJECT_BLOB, bytes: Array("other".utf8))], durable: false)
+        XCTAssertEqual(repo.packFiles().count, 3)
+        let deduplicated = try XCTUnwrap(try repo.concatenatePacks(repo.packFiles()))
+        XCTAssertEqual(deduplicated.objectCount, total + 2)
+        XCTAssertEqual(try git("verify-pack", deduplicated.indexPath).1, 0)
+
+        // An extra copy in a pack with deltas: not concatenated (nil, nothing changed); libgit2's
+        // pack builder merges them instead.
+        let bigID = try repo.entry(in: tree, path: "big/1.txt")!.oid
+        let bigBytes = Array(try repo.readBlob(bigID))
+        let similar = Array((big + "a different ending\n").utf8)
+        let similarID = try repo.writeBlob(Data(similar))
+        repo.discardBufferedObjects()
+        let a = try repo.writePack([PackObject(oid: bigID, type: GIT_OBJECT_BLOB, bytes: bigBytes)], durable: false)
+        let b = try repo.writePack([PackObject(oid: similarID, type: GIT_OBJECT_BLOB, bytes: similar)], durable: false)
+        try repo.mergePacks([a, b])
+        let all = repo.packFiles()
+        XCTAssertEqual(all.count, 2)
+        XCTAssertNil(try repo.concatenatePacks(all))
+        XCTAssertEqual(repo.packFiles().count, 2)
+        try repo.mergePacks(all)
+        XCTAssertEqual(repo.packFiles().count, 1)
+        let (fsck2, fsckCode2) = try git("fsck", "--strict", "--full", "--no-dangling")
+        XCTAssertEqual(fsckCode2, 0, fsck2)
+        XCTAssertEqual(try Repository.open(dir).readBlob(sameID), Data(same))
+        XCTAssertEqual(try Repository.open(dir).readBlob(similarID), Data(similar))
+    }
+
+    func testSignaturesFollowGitsRules() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        let t = try repo.emptyTree()
+        XCTAssertThrowsError(try repo.createCommit(tree: t, parents: [], author: Signature(name: "A <b>", email: "a@b", time: 1), message: "m"))
+        XCTAssertThrowsError(try repo.createCommit(tree: t, parents: [], author: Signature(name: "  ", email: "a@b", time: 1), message: "m"))
+        let c = try repo.createCommit(tree: t, parents: [], author: Signature(name: " Ann ", email: "ann@example.com", time: 1_700_000_000), message: "m")
+        try repo.compareAndSwapReference("refs/heads/main", to: c, expected: nil, message: "m")
+        let (out, code) = try git("cat-file", "-p", "main")
+        XCTAssertEqual(code, 0)
+        XCTAssertTrue(out.contains("author Ann <ann@example.com> 1700000000 +0000\n"), out)
+        let (_, fsck) = try git("fsck", "--strict")
+        XCTAssertEqual(fsck, 0)
     }
 
     func testRevparseAndDiff() throws {

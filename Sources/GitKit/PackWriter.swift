@@ -1,0 +1,317 @@
+import CLibgit2
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+// Pack files written by GitKit itself (format: git's Documentation/gitformat-pack.txt, pack
+// version 2 with an index of version 2). libgit2's pack builder searches for deltas and then
+// runs its indexer over the result, inflating and hashing every object again; for a batch of a
+// few small objects, and for merging packs, neither is needed:
+// - a batch's objects are deflated once and written whole (no deltas; `compact` adds them);
+// - packs are merged by copying their entries byte for byte (an entry's delta base is named by
+//   id or by an offset relative to the entry, both still right in the merged pack) and
+//   shifting the offsets in the index.
+
+/// SHA-1, from mbedtls (a dependency of Debian's libgit2-dev).
+struct SHA1Hasher {
+    private var context = mbedtls_sha1_context()
+
+    init() {
+        mbedtls_sha1_init(&context)
+        _ = mbedtls_sha1_starts_ret(&context)
+    }
+
+    mutating func update(_ buffer: UnsafeRawBufferPointer) {
+        guard let base = buffer.baseAddress, buffer.count > 0 else { return }
+        _ = mbedtls_sha1_update_ret(&context, base.assumingMemoryBound(to: UInt8.self), buffer.count)
+    }
+
+    mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
+
+    mutating func finish() -> [UInt8] {
+        var digest = [UInt8](repeating: 0, count: 20)
+        _ = mbedtls_sha1_finish_ret(&context, &digest)
+        mbedtls_sha1_free(&context)
+        return digest
+    }
+}
+
+/// One object of a pack, as its index lists it.
+struct PackIndexEntry {
+    var oid: OID
+    var crc: UInt32
+    var offset: UInt64
+}
+
+/// An object to write into a pack: its id, type (commit, tree, blob, tag) and raw content.
+struct PackObject {
+    let oid: OID
+    let type: git_object_t
+    let bytes: [UInt8]
+}
+
+enum PackFormat {
+    static let packSignature: [UInt8] = Array("PACK".utf8)
+    static let indexSignature: [UInt8] = [0xFF, 0x74, 0x4F, 0x63]
+
+    static func bigEndian32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+
+    static func packHeader(count: Int) -> [UInt8] { packSignature + bigEndian32(2) + bigEndian32(UInt32(count)) }
+
+    /// An entry's header: type and inflated size, 4 bits then 7 bits a byte, low bits first.
+    static func entryHeader(type: git_object_t, size: Int) -> [UInt8] {
+        var out: [UInt8] = []
+        var rest = size >> 4
+        var byte = UInt8((Int(type.rawValue) << 4) | (size & 0x0F))
+        while rest > 0 {
+            out.append(byte | 0x80)
+            byte = UInt8(rest & 0x7F)
+            rest >>= 7
+        }
+        out.append(byte)
+        return out
+    }
+
+    /// The index (version 2) of a pack whose trailing checksum is `packChecksum`.
+    static func index(_ unsorted: [PackIndexEntry], packChecksum: [UInt8]) -> [UInt8] {
+        let entries = unsorted.sorted { $0.oid < $1.oid }
+        var out = indexSignature + bigEndian32(2)
+        out.reserveCapacity(8 + 1024 + entries.count * 28 + 40)
+        var fanout = [UInt32](repeating: 0, count: 256)
+        for e in entries { fanout[Int(e.oid.raw.id.0)] += 1 }
+        var running: UInt32 = 0
+        for i in 0..<256 {
+            running += fanout[i]
+            out += bigEndian32(running)
+        }
+        for e in entries { withUnsafeBytes(of: e.oid.raw.id) { out.append(contentsOf: $0) } }
+        for e in entries { out += bigEndian32(e.crc) }
+        var large: [UInt64] = []
+        for e in entries {
+            if e.offset < 0x8000_0000 {
+                out += bigEndian32(UInt32(e.offset))
+            } else {
+                out += bigEndian32(0x8000_0000 | UInt32(large.count))
+                large.append(e.offset)
+            }
+        }
+        for l in large { out += bigEndian32(UInt32(l >> 32)) + bigEndian32(UInt32(l & 0xFFFF_FFFF)) }
+        out += packChecksum
+        var h = SHA1Hasher()
+        h.update(out)
+        out += h.finish()
+        return out
+    }
+
+    /// Reads a version-2 pack index: its entries and the checksum of its pack.
+    static func readIndex(_ path: String) throws -> (entries: [PackIndexEntry], packChecksum: [UInt8]) {
+        guard let data = FileManager.default.contents(atPath: path) else {
+            throw GitError(code: -1, message: "cannot read", operation: "read pack index \(path)")
+        }
+        return try data.withUnsafeBytes { (buf: UnsafeRawBufferPointer) in
+            func be32(_ at: Int) -> UInt32 {
+                UInt32(buf[at]) << 24 | UInt32(buf[at + 1]) << 16 | UInt32(buf[at + 2]) << 8 | UInt32(buf[at + 3])
+            }
+            guard buf.count >= 8 + 1024 + 40, Array(buf[0..<4]) == indexSignature, be32(4) == 2 else {
+                throw GitError(code: -1, message: "not a version-2 pack index", operation: "read pack index \(path)")
+            }
+            let n = Int(be32(8 + 255 * 4))
+            let oids = 8 + 1024, crcs = oids + 20 * n, offsets = crcs + 4 * n, large = offsets + 4 * n
+            guard buf.count >= large + 40 else {
+                throw GitError(code: -1, message: "truncated pack index", operation: "read pack index \(path)")
+            }
+            var entries: [PackIndexEntry] = []
+            entries.reserveCapacity(n)
+            for i in 0..<n {
+                var oid = git_oid()
+                withUnsafeMutableBytes(of: &oid.id) { $0.copyMemory(from: UnsafeRawBufferPointer(rebasing: buf[(oids + 20 * i)..<(oids + 20 * i + 20)])) }
+                let small = be32(offsets + 4 * i)
+                var offset = UInt64(small)
+                if small & 0x8000_0000 != 0 {
+                    let at = large + 8 * Int(small & 0x7FFF_FFFF)
+                    guard at + 8 <= buf.count - 40 else {
+                        throw GitError(code: -1, message: "bad large offset", operation: "read pack index \(path)")
+                    }
+                    offset = UInt64(be32(at)) << 32 | UInt64(be32(at + 4))
+                }
+                entries.append(PackIndexEntry(oid: OID(oid), crc: be32(crcs + 4 * i), offset: offset))
+            }
+            let checksum = Array(buf[(buf.count - 40)..<(buf.count - 20)])
+            return (entries, checksum)
+        }
+    }
+}
+
+/// Writes a file in pieces under a temporary name in `dir`, fsyncs it when asked, and returns
+/// the temporary path (the caller renames it into place).
+private func writeTemporary(in dir: String, prefix: String, fsync durable: Bool, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
+    var template = Array((dir + "/" + prefix + "XXXXXX").utf8CString)
+    let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
+    guard fd >= 0 else { throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "create a file in \(dir)") }
+    let path = String(cString: template)
+    var ok = false
+    defer {
+        close(fd)
+        if !ok { unlink(path) }
+    }
+    try body { chunk in
+        var done = 0
+        while done < chunk.count {
+            let n = write(fd, chunk.baseAddress! + done, chunk.count - done)
+            if n < 0 {
+                if errno == EINTR { continue }
+                throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "write \(path)")
+            }
+            done += n
+        }
+    }
+    fchmod(fd, 0o444)
+    if durable && fsync(fd) != 0 {
+        throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "fsync \(path)")
+    }
+    ok = true
+    return path
+}
+
+private func fsyncDirectory(_ dir: String) {
+    let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
+    guard fd >= 0 else { return }
+    _ = fsync(fd)
+    close(fd)
+}
+
+extension Repository {
+    /// Puts a pack and its index in place: the pack first, then the index (readers find packs
+    /// by their index, so they never see half of one). Fsyncs the folder when `durable`.
+    private func install(packTemp: String, indexBytes: [UInt8], count: Int, checksum: [UInt8], durable: Bool) throws -> PackFile {
+        let dir = packDirectory
+        let name = dir + "/pack-" + checksum.map { String(format: "%02x", $0) }.joined()
+        let indexTemp: String
+        do {
+            indexTemp = try writeTemporary(in: dir, prefix: "tmp_idx_", fsync: durable) { write in try indexBytes.withUnsafeBytes(write) }
+        } catch {
+            unlink(packTemp)
+            throw error
+        }
+        guard rename(packTemp, name + ".pack") == 0, rename(indexTemp, name + ".idx") == 0 else {
+            let message = String(cString: strerror(errno))
+            unlink(packTemp)
+            unlink(indexTemp)
+            throw GitError(code: -1, message: message, operation: "install pack \(name)")
+        }
+        if durable { fsyncDirectory(dir) }
+        return PackFile(packPath: name + ".pack", objectCount: count, isKept: false)
+    }
+
+    /// Writes `objects` as one pack (each object deflated whole, no deltas) and its index.
+    @discardableResult
+    func writePack(_ objects: [PackObject], durable: Bool) throws -> PackFile {
+        var entries: [PackIndexEntry] = []
+        entries.reserveCapacity(objects.count)
+        var body: [UInt8] = PackFormat.packHeader(count: objects.count)
+        for object in objects {
+            let offset = UInt64(body.count)
+            let header = PackFormat.entryHeader(type: object.type, size: object.bytes.count)
+            var compressedLength = compressBound(uLong(object.bytes.count))
+            var compressed = [UInt8](repeating: 0, count: Int(compressedLength))
+            let code = object.bytes.withUnsafeBufferPointer { src in
+                compress2(&compressed, &compressedLength, src.baseAddress, uLong(src.count), 1)
+            }
+            guard code == Z_OK else { throw GitError(code: -1, message: "zlib error \(code)", operation: "deflate \(object.oid.short)") }
+            var crc = header.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) }
+            crc = compressed.withUnsafeBufferPointer { crc32(crc, $0.baseAddress, uInt(compressedLength)) }
+            body += header
+            body += compressed[0..<Int(compressedLength)]
+            entries.append(PackIndexEntry(oid: object.oid, crc: UInt32(crc), offset: offset))
+        }
+        var h = SHA1Hasher()
+        h.update(body)
+        let checksum = h.finish()
+        let temp = try writeTemporary(in: packDirectory, prefix: "tmp_pack_", fsync: durable) { write in
+            try body.withUnsafeBytes(write)
+            try checksum.withUnsafeBytes(write)
+        }
+        return try install(packTemp: temp, indexBytes: PackFormat.index(entries, packChecksum: checksum), count: entries.count, checksum: checksum, durable: durable)
+    }
+
+    /// Merges packs by copying their entries into one new pack (no inflating, no delta search),
+    /// then removes them. An object in more than one of them is copied once: the extra copies
+    /// are left out of packs without deltas (no entry there refers to another). Returns nil,
+    /// changing nothing, when an extra copy is in a pack with deltas.
+    public func concatenatePacks(_ packs: [PackFile], durable: Bool = GitRuntime.fsyncEnabled) throws -> PackFile? {
+        guard packs.count > 1 else { return nil }
+        struct NeedsRepack: Error {}
+        var sources: [(pack: PackFile, entries: [PackIndexEntry], checksum: [UInt8])] = []
+        var union = Set<OID>()
+        // Big packs first: they are the ones that may have deltas, and keep their copies.
+        for pack in packs.sorted(by: { $0.objectCount > $1.objectCount }) {
+            let (entries, checksum) = try PackFormat.readIndex(pack.indexPath)
+            for e in entries { union.insert(e.oid) }
+            sources.append((pack, entries, checksum))
+        }
+        var merged: [PackIndexEntry] = []
+        merged.reserveCapacity(union.count)
+        var copied = Set<OID>()
+        copied.reserveCapacity(union.count)
+        var hasher = SHA1Hasher()
+        var checksum: [UInt8] = []
+        let temp: String
+        do {
+            temp = try writeTemporary(in: packDirectory, prefix: "tmp_pack_", fsync: durable) { write in
+                let header = PackFormat.packHeader(count: union.count)
+                try header.withUnsafeBytes { try write($0); hasher.update($0) }
+                var position = UInt64(header.count)
+                for source in sources {
+                    guard let data = FileManager.default.contents(atPath: source.pack.packPath), data.count >= 32,
+                          Array(data.suffix(20)) == source.checksum else {
+                        throw GitError(code: -1, message: "pack and index do not match", operation: "merge \(source.pack.packPath)")
+                    }
+                    try data.withUnsafeBytes { buf in
+                        let end = buf.count - 20
+                        let byOffset = source.entries.sorted { $0.offset < $1.offset }
+                        guard byOffset.allSatisfy({ $0.offset >= 12 && $0.offset < UInt64(end) }) else {
+                            throw GitError(code: -1, message: "offset out of range", operation: "merge \(source.pack.packPath)")
+                        }
+                        let duplicates = byOffset.contains { copied.contains($0.oid) }
+                        if !duplicates {
+                            // Entries run from after the 12-byte header to before the 20-byte checksum.
+                            let region = UnsafeRawBufferPointer(rebasing: buf[12..<end])
+                            try write(region)
+                            hasher.update(region)
+                            for e in byOffset {
+                                merged.append(PackIndexEntry(oid: e.oid, crc: e.crc, offset: e.offset - 12 + position))
+                                copied.insert(e.oid)
+                            }
+                            position += UInt64(end - 12)
+                            return
+                        }
+                        // Types 6 and 7 are deltas (by offset, by id).
+                        let hasDeltas = byOffset.contains { (buf[Int($0.offset)] >> 4) & 7 >= 6 }
+                        if hasDeltas { throw NeedsRepack() }
+                        for (i, e) in byOffset.enumerated() where copied.insert(e.oid).inserted {
+                            let stop = i + 1 < byOffset.count ? Int(byOffset[i + 1].offset) : end
+                            let entry = UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<stop])
+                            try write(entry)
+                            hasher.update(entry)
+                            merged.append(PackIndexEntry(oid: e.oid, crc: e.crc, offset: position))
+                            position += UInt64(entry.count)
+                        }
+                    }
+                }
+                checksum = hasher.finish()
+                try checksum.withUnsafeBytes(write)
+            }
+        } catch is NeedsRepack {
+            return nil
+        }
+        let result = try install(packTemp: temp, indexBytes: PackFormat.index(merged, packChecksum: checksum), count: merged.count, checksum: checksum, durable: durable)
+        for pack in packs where pack.packPath != result.packPath {
+            unlink(pack.indexPath)
+            unlink(pack.packPath)
+            unlink(String(pack.packPath.dropLast(5)) + ".rev")
+        }
+        try check(refreshObjectDatabase(), "refresh object database")
+        return result
+    }
+}
