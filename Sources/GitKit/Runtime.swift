@@ -15,6 +15,9 @@ public enum GitRuntime {
             // We only create objects from ids we just wrote; skip the extra existence checks.
             _ = chatsync_git_set_strict_object_creation(0)
             _ = chatsync_git_set_cache_max_size(256 * 1024 * 1024)
+            // Keep parsed trees up to 1 MiB (libgit2 caches only those up to 4 KiB by default,
+            // so a root or shard folder with a few hundred entries was parsed on every read).
+            _ = chatsync_git_set_cache_object_limit(GIT_OBJECT_TREE, 1 << 20)
             initialized = true
         }
     }

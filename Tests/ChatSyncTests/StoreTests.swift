@@ -130,6 +130,9 @@ final class StoreTests: XCTestCase {
         let onDisk = FileManager.default.contents(atPath: store.path + "/" + Layout.message(s.chatID, m.id))
         XCTAssertEqual(onDisk, try DocumentCoding.encode(m))
         XCTAssertEqual(try git(store.path, "show", "HEAD:" + Layout.chat(s.chatID)).out.contains("\"title\": \"Renamed\""), true)
+        // No reflogs (the branch is the history; see FORMAT.md).
+        XCTAssertEqual(try git(store.path, "config", "core.logAllRefUpdates").out.trimmingCharacters(in: .whitespacesAndNewlines), "false")
+        XCTAssertFalse(FileManager.default.fileExists(atPath: store.path + "/.git/logs/refs/heads/main"))
     }
 
     func testSynchronousWorkTreeShowsEachChangeBeforeItIsAcknowledged() throws {
@@ -455,9 +458,11 @@ final class CompactionTests: XCTestCase {
         let store = try makeStore(self) { $0.maxPacks = 8 }
         let chat = try store.createChat(userID: "u")
         for i in 0..<100 { _ = try store.appendMessage(chatID: chat.id, role: .user, content: "\(i)") }
-        let packs = try store.withRepository { $0.packFiles().count }
-        XCTAssertLessThanOrEqual(packs, 8 + 16, "merged geometrically as they come")
+        let packs = try store.withRepository { $0.packFiles() }
+        XCTAssertLessThanOrEqual(packs.count, 8 + 16, "merged geometrically as they come")
         XCTAssertEqual(try git(store.path, "fsck", "--strict", "--no-dangling").status, 0)
+        for pack in packs { XCTAssertEqual(try git(store.path, "verify-pack", pack.indexPath).status, 0, pack.packPath) }
+        XCTAssertEqual(try store.listMessages(chatID: chat.id).map(\.content), (0..<100).map { "\($0)" })
     }
 }
 

@@ -95,7 +95,7 @@ extension Store {
         try Rules.content(content, "content", options.limits)
         try Rules.object(metadata, "message_metadata")
         return try perform { [self] tx in
-            _ = try tx.require(Chat.self, at: Layout.chat(chatID), id: chatID)
+            guard try tx.exists(Layout.chat(chatID)) else { throw ChatSyncError.notFound(kind: Chat.kind.rawValue, id: chatID) }
             let path = Layout.message(chatID, id)
             guard try !tx.exists(path) else { throw ChatSyncError.conflict("message \(id) already exists in chat \(chatID)") }
             let summary = try chatSummary(chatID, in: tx.base)

@@ -7,6 +7,8 @@ import GitKit
 public protocol DocumentReader: AnyObject {
     /// The bytes at a path, or nil if there is no file there.
     func data(at path: String) throws -> Data?
+    /// Whether a document is at `path` (without reading it).
+    func exists(_ path: String) throws -> Bool
     /// Every file path below a folder (recursively), in no particular order.
     func files(under dir: String) throws -> [String]
     /// The names directly inside a folder (files and folders).
@@ -31,7 +33,6 @@ extension DocumentReader {
         return d
     }
 
-    public func exists(_ path: String) throws -> Bool { try data(at: path) != nil }
 
     /// Every document of a type stored as `<dir>/<shard>/<id>.json` (sessions, assets).
     public func shardedDocuments<D: Document>(_ type: D.Type, in dir: String) throws -> [D] {
@@ -59,6 +60,10 @@ public final class Snapshot: DocumentReader {
     public func data(at path: String) throws -> Data? {
         guard let e = try repo.entry(in: tree, path: path), e.kind == .blob else { return nil }
         return try repo.readBlob(e.oid)
+    }
+
+    public func exists(_ path: String) throws -> Bool {
+        try repo.entry(in: tree, path: path)?.kind == .blob
     }
 
     /// The id of the tree or blob at a path, or nil.
@@ -142,6 +147,14 @@ public final class Transaction: DocumentReader {
 
     private func isRemoved(_ path: String) -> Bool {
         removedDirs.contains { path == $0 || path.hasPrefix($0 + "/") }
+    }
+
+    public func exists(_ path: String) throws -> Bool {
+        switch pending[path] {
+        case .data?, .blob?: return true
+        case .deleted?: return false
+        case nil: return isRemoved(path) ? false : try base.exists(path)
+        }
     }
 
     public func data(at path: String) throws -> Data? {

@@ -95,6 +95,7 @@ public final class Store: @unchecked Sendable {
         }
         var opts = options
         let repo = try wrapGit { try Repository.open(absolute) }
+        if !gitExists { try configureNew(repo) }
         if opts.identity == .default,
            let name = try? repo.configString("user.name", localOnly: true),
            let email = try? repo.configString("user.email", localOnly: true) {
@@ -109,6 +110,13 @@ public final class Store: @unchecked Sendable {
         }
         try store.checkFormat()
         return store
+    }
+
+    /// Settings of a repository chatsync makes (`init`, `clone`). No reflogs: the branch is the
+    /// history, every change a commit on it, and reflogs (HEAD's and the branch's) would cost
+    /// two more files to append to and fsync per commit. git's own `init` turns them on.
+    static func configureNew(_ repo: Repository) throws {
+        try wrapGit { try repo.setConfigString("core.logAllRefUpdates", "false") }
     }
 
     /// Closes the writer (changes already queued are still committed) and waits until the

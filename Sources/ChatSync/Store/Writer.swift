@@ -232,6 +232,8 @@ final class WorkTreeFollower: @unchecked Sendable {
     private var urgent = 0
     /// How long a sync waits for more commits to cover (commits in a burst share one sync).
     static let debounce: UInt32 = 20_000
+    /// How long the last sync took (read and written by the follower's thread only).
+    private var lastSyncMicroseconds: UInt32 = 0
 
     /// False when the store keeps no work tree (`WorkTreeMode.disabled`): nothing is ever written.
     private let enabled: Bool
@@ -292,16 +294,20 @@ final class WorkTreeFollower: @unchecked Sendable {
             while completed == requested && !stopping { condition.wait() }
             if stopping { condition.unlock(); return }
             if urgent == 0 {
-                // Let a burst of commits gather, unless someone is waiting.
+                // Let a burst of commits gather, unless someone is waiting; at least as long as
+                // the last sync took, so the work tree never takes more than half a core from
+                // the writers under a steady stream of commits.
                 condition.unlock()
-                usleep(Self.debounce)
+                usleep(max(Self.debounce, min(lastSyncMicroseconds, 500_000)))
                 condition.lock()
             }
             let ticket = requested
             let fallback = fallbackBaseline
             fallbackBaseline = nil
             condition.unlock()
+            let started = DispatchTime.now().uptimeNanoseconds
             sync(fallbackBaseline: fallback)
+            lastSyncMicroseconds = UInt32(min((DispatchTime.now().uptimeNanoseconds - started) / 1000, 1_000_000))
             condition.lock()
             completed = ticket
             condition.broadcast()

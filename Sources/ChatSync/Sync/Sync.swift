@@ -282,6 +282,7 @@ extension Store {
         }
         do {
             let repo = try wrapGit { try Repository.create(at: absolute, bare: false, initialBranch: options.branch) }
+            try Store.configureNew(repo)
             try wrapGit { try repo.addRemote("origin", url: url) }
             var delay = sync.retry.initialDelay
             for attempt in 1...max(1, sync.retry.attempts) {
