@@ -10,6 +10,14 @@
    GitKit writes pack files itself (deflate, CRC-32, SHA-1). */
 #include <zlib.h>
 #include <mbedtls/sha1.h>
+#include <string.h>
+
+/* deflateInit is a macro; a stream is set up once and reset for each object (setting one up
+   costs far more than deflating a small object). */
+static inline int chatsync_deflate_init(z_stream *s, int level) {
+    memset(s, 0, sizeof *s);
+    return deflateInit(s, level);
+}
 
 /* git_libgit2_opts is variadic and does not import into Swift: one wrapper per option. */
 static inline int chatsync_git_set_fsync(int enabled) {

@@ -37,11 +37,51 @@ struct SHA1Hasher {
     }
 }
 
+/// A zlib stream set up once and reset for each object.
+final class Deflater {
+    private var stream = z_stream()
+    private var ready = false
+
+    init(level: Int32 = 1) {
+        ready = chatsync_deflate_init(&stream, level) == Z_OK
+    }
+
+    deinit { if ready { deflateEnd(&stream) } }
+
+    /// Appends the deflated bytes of `input` to `output`; returns how many were appended.
+    func deflate(_ input: [UInt8], into output: inout [UInt8]) throws -> Int {
+        guard ready, deflateReset(&stream) == Z_OK else { throw GitError(code: -1, message: "zlib stream unusable", operation: "deflate") }
+        let bound = Int(deflateBound(&stream, uLong(input.count)))
+        let start = output.count
+        output.append(contentsOf: repeatElement(0, count: bound))
+        let code: Int32 = input.withUnsafeBufferPointer { src in
+            output.withUnsafeMutableBufferPointer { dst in
+                stream.next_in = UnsafeMutablePointer(mutating: src.baseAddress)
+                stream.avail_in = uInt(src.count)
+                stream.next_out = dst.baseAddress! + start
+                stream.avail_out = uInt(bound)
+                return CLibgit2.deflate(&stream, Z_FINISH)
+            }
+        }
+        guard code == Z_STREAM_END else { throw GitError(code: -1, message: "zlib error \(code)", operation: "deflate") }
+        let written = bound - Int(stream.avail_out)
+        output.removeLast(bound - written)
+        return written
+    }
+}
+
 /// One object of a pack, as its index lists it.
 struct PackIndexEntry {
     var oid: OID
     var crc: UInt32
     var offset: UInt64
+}
+
+/// Objects taken from a handle's in-memory buffer, to be written as one pack.
+public struct BufferedObjects: @unchecked Sendable {
+    let objects: [PackObject]
+    public var count: Int { objects.count }
+    public var isEmpty: Bool { objects.isEmpty }
 }
 
 /// An object to write into a pack: its id, type (commit, tree, blob, tag) and raw content.
@@ -149,7 +189,7 @@ private func writeTemporary(in dir: String, prefix: String, fsync durable: Bool,
     var template = Array((dir + "/" + prefix + "XXXXXX").utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
     guard fd >= 0 else { throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "create a file in \(dir)") }
-    let path = String(cString: template)
+    let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     var ok = false
     defer {
         close(fd)
@@ -207,22 +247,16 @@ extension Repository {
     /// Writes `objects` as one pack (each object deflated whole, no deltas) and its index.
     @discardableResult
     func writePack(_ objects: [PackObject], durable: Bool) throws -> PackFile {
+        let deflater = self.deflater
         var entries: [PackIndexEntry] = []
         entries.reserveCapacity(objects.count)
         var body: [UInt8] = PackFormat.packHeader(count: objects.count)
         for object in objects {
             let offset = UInt64(body.count)
             let header = PackFormat.entryHeader(type: object.type, size: object.bytes.count)
-            var compressedLength = compressBound(uLong(object.bytes.count))
-            var compressed = [UInt8](repeating: 0, count: Int(compressedLength))
-            let code = object.bytes.withUnsafeBufferPointer { src in
-                compress2(&compressed, &compressedLength, src.baseAddress, uLong(src.count), 1)
-            }
-            guard code == Z_OK else { throw GitError(code: -1, message: "zlib error \(code)", operation: "deflate \(object.oid.short)") }
-            var crc = header.withUnsafeBufferPointer { crc32(0, $0.baseAddress, uInt($0.count)) }
-            crc = compressed.withUnsafeBufferPointer { crc32(crc, $0.baseAddress, uInt(compressedLength)) }
             body += header
-            body += compressed[0..<Int(compressedLength)]
+            _ = try deflater.deflate(object.bytes, into: &body)
+            let crc = body.withUnsafeBufferPointer { crc32(0, $0.baseAddress! + Int(offset), uInt($0.count - Int(offset))) }
             entries.append(PackIndexEntry(oid: object.oid, crc: UInt32(crc), offset: offset))
         }
         var h = SHA1Hasher()

@@ -60,6 +60,8 @@ public final class Repository: @unchecked Sendable {
     private var odbPointer: OpaquePointer?
     /// The objects written to the in-memory buffer since the last flush.
     private var buffered: [PackObject] = []
+    /// For the packs this handle writes (set up on first use).
+    private(set) lazy var deflater = Deflater()
 
     private func track(_ oid: OID, _ type: git_object_t, _ bytes: [UInt8]) {
         if mempack != nil { buffered.append(PackObject(oid: oid, type: type, bytes: bytes)) }
@@ -641,6 +643,37 @@ public final class Repository: @unchecked Sendable {
         }
         try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
         return !objects.isEmpty
+    }
+
+    /// Hands over the objects written since the last call (each once), to be written as a pack
+    /// by `writePack(_:)` (on this or another handle); they stay readable from memory here
+    /// until `releaseMemory()`.
+    public func takeBufferedObjects() -> BufferedObjects {
+        var seen = Set<OID>()
+        var objects: [PackObject] = []
+        objects.reserveCapacity(buffered.count)
+        for object in buffered where seen.insert(object.oid).inserted { objects.append(object) }
+        buffered.removeAll(keepingCapacity: true)
+        return BufferedObjects(objects: objects)
+    }
+
+    /// Writes objects handed over by `takeBufferedObjects()` as one pack (fsynced when fsync is
+    /// on), so that this and every other handle finds them on disk. False when there were none.
+    @discardableResult
+    public func writePack(_ batch: BufferedObjects) throws -> Bool {
+        guard !batch.objects.isEmpty else { return false }
+        try writePack(batch.objects, durable: GitRuntime.fsyncEnabled)
+        try check(refreshObjectDatabase(), "refresh object database")
+        return true
+    }
+
+    /// Empties the in-memory buffer once everything taken from it is on disk (looks at the disk
+    /// again first, so the objects are found there).
+    public func releaseMemory() throws {
+        guard let mempack else { return }
+        try check(refreshObjectDatabase(), "refresh object database")
+        try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
+        buffered.removeAll(keepingCapacity: true)
     }
 
     func refreshObjectDatabase() -> Int32 {

@@ -26,21 +26,47 @@ private final class PendingChange: @unchecked Sendable {
 /// The one writer of a store in this process. Every change goes through it. It takes the
 /// changes waiting at once as a batch (group commit): each change becomes its own commit on
 /// top of the previous one, all of the batch's objects are written as one pack, made durable
-/// together, and the branch moves once, by compare-and-swap. A writer in another process that
-/// moved the branch first makes the batch start again on the new tip; no change is lost.
+/// together, and the branch moves once, by compare-and-swap.
+///
+/// Two threads share the work, so that building a batch's commits overlaps with making the
+/// previous batch durable: the building thread makes a batch's commits (objects in memory) on
+/// top of the batch before it, whether or not that one is on the branch yet, and hands it to
+/// the committing thread, which writes the pack, fsyncs, moves the branch (expecting exactly
+/// the tip the batch was built on) and only then acknowledges the batch's changes. A writer in
+/// another process that moved the branch first makes the batch, and any built on it, start
+/// again on the new tip; no change is lost, and none is acknowledged before the state it saw
+/// is on the branch.
 final class Writer: @unchecked Sendable {
+    /// Builds commits (the building thread only); new objects stay in its memory buffer.
     private let repo: Repository
+    /// Writes packs, moves the branch, merges packs (the committing thread only).
+    private let committerRepo: Repository
     private let options: StoreOptions
     private let branchRef: String
     private let gitDir: String
     private let summaries: SummaryCache
     private let follower: WorkTreeFollower?
+    /// Guards everything below it.
     private let condition = NSCondition()
     private var queue: [PendingChange] = []
     private var stopping = false
-    private var thread: Thread?
+    /// Built batches waiting for the committing thread, in order.
+    private var built: [BuiltBatch] = []
+    /// Batches handed to the committing thread and not yet done with.
+    private var inFlight = 0
+    /// Batches to build again: what they were built on did not become the branch.
+    private var redo: [[PendingChange]] = []
+    /// A batch failed for another reason: the ones built on it must be built again.
+    private var poisoned = false
+    private var redoAfterLock = false
+    private var committerStopping = false
     /// How many changes one batch takes at most.
     static let maxBatch = 256
+    /// How many built batches may wait for the committing thread.
+    static let maxInFlight = 2
+    /// After this many batches without a pause, the building thread waits for the committing
+    /// thread once and empties its memory buffer (under a steady stream it is never idle).
+    static let batchesBetweenReleases = 64
 
     /// Told, before the branch moves, which commits this writer is about to put on it and where
     /// they came from (so a watcher never sees one of them untold).
@@ -48,34 +74,52 @@ final class Writer: @unchecked Sendable {
     /// Told after the branch moved.
     private let moved: @Sendable () -> Void
 
+    private struct BuiltBatch {
+        let changes: [PendingChange]
+        let results: [Result<ChangeOutcome, Error>]
+        let objects: BufferedObjects
+        /// The branch tip the batch was built on, and its tree.
+        let base: OID?
+        let baseTree: OID
+        /// The batch's last commit and its tree (nil: the batch made no commit).
+        let newTip: OID?
+        let newTree: OID
+        let tags: [(OID, ChangeOrigin)]
+    }
+
     init(path: String, options: StoreOptions, summaries: SummaryCache, follower: WorkTreeFollower?,
          tagOrigins: @escaping @Sendable ([(OID, ChangeOrigin)]) -> Void, moved: @escaping @Sendable () -> Void) throws {
         self.tagOrigins = tagOrigins
         self.moved = moved
         repo = try Repository.open(path)
         try repo.bufferObjectsInMemory()
+        committerRepo = try Repository.open(path)
         self.options = options
         branchRef = "refs/heads/" + options.branch
         gitDir = repo.gitDir
         self.summaries = summaries
         self.follower = follower
-        // The thread keeps the writer alive until `stop()` lets it drain the queue and exit.
-        let t = Thread { self.run() }
-        t.name = "chatsync-writer"
-        thread = t
-        t.start()
+        // The threads keep the writer alive until `stop()` lets them drain the queue and exit.
+        let b = Thread { self.runBuilder() }
+        b.name = "chatsync-writer"
+        builderThread = b
+        let c = Thread { self.runCommitter() }
+        c.name = "chatsync-commit"
+        b.start()
+        c.start()
     }
 
+    private var builderThread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
-    /// Stops the writer thread after the changes already queued, and waits for it.
+    /// Stops the writer after the changes already queued, and waits for it.
     func stop() {
         condition.lock()
         let first = !stopping
         stopping = true
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
-        if first && Thread.current != thread { finished.wait() }
+        if first && Thread.current != builderThread { finished.wait() }
     }
 
     /// Queues a change and waits until it is committed (and durable, when the store is).
@@ -84,56 +128,108 @@ final class Writer: @unchecked Sendable {
         condition.lock()
         if stopping { condition.unlock(); throw ChatSyncError.storage("the store is closed") }
         queue.append(p)
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
         return try p.wait()
     }
 
-    private func run() {
+    // MARK: building
+
+    private func runBuilder() {
+        /// The tip and tree the next batch builds on (nil: the branch as it is on disk).
+        var base: (tip: OID?, tree: OID)?
+        var sinceRelease = 0
+        var redoRound = 0
         while true {
             condition.lock()
-            while queue.isEmpty && !stopping { condition.wait() }
-            if queue.isEmpty && stopping { condition.unlock(); finished.signal(); return }
-            let batch = Array(queue.prefix(Self.maxBatch))
-            queue.removeFirst(batch.count)
+            while true {
+                let mustRedo = !redo.isEmpty || poisoned
+                if mustRedo && inFlight == 0 { break }
+                if !mustRedo && !queue.isEmpty && inFlight < Self.maxInFlight { break }
+                if !mustRedo && queue.isEmpty && inFlight == 0 && (base != nil || stopping) { break }
+                condition.wait()
+            }
+            if !redo.isEmpty || poisoned {
+                // What the batches were built on did not become the branch: build them again on
+                // the branch as it is now, before anything queued after them.
+                queue.insert(contentsOf: redo.flatMap { $0 }, at: 0)
+                redo.removeAll()
+                poisoned = false
+                let locked = redoAfterLock
+                redoAfterLock = false
+                condition.unlock()
+                repo.discardBufferedObjects()
+                base = nil
+                if locked { LockFiles.clearIfStale(gitDir + branchRef + ".lock", olderThan: options.staleLockSeconds) }
+                redoRound += 1
+                usleep(UInt32.random(in: 50...(redoRound < 20 ? 500 : 5_000)))
+                continue
+            }
+            if queue.isEmpty {
+                let done = stopping
+                condition.unlock()
+                // Idle: every batch is on disk; read it from there and empty the memory buffer.
+                try? repo.releaseMemory()
+                base = nil
+                sinceRelease = 0
+                if done { stopCommitter(); finished.signal(); return }
+                continue
+            }
+            let changes = Array(queue.prefix(Self.maxBatch))
+            queue.removeFirst(changes.count)
             condition.unlock()
-            process(batch)
-        }
-    }
-
-    private func process(_ batch: [PendingChange]) {
-        var attempt = 0
-        while true {
-            attempt += 1
             do {
-                let (results, oldTree, newTip) = try commitBatch(batch)
-                if let follower, let oldTree, newTip != nil, options.workTree != .disabled {
-                    // The work tree follows the branch; in synchronous mode the change waits for it.
-                    let generation = follower.request(fallbackBaseline: oldTree)
-                    if options.workTree == .synchronous { follower.wait(for: generation) }
-                }
-                for (p, r) in zip(batch, results) { p.finish(r) }
-                maybeCompact()
-                return
-            } catch let e as GitError where (e.isModified || e.isLocked) && attempt < 10_000 {
-                // Another writer moved the branch (or holds its lock): redo the batch on the new tip.
-                repo.discardBufferedObjects()
-                if e.isLocked { LockFiles.clearIfStale(gitDir + branchRef + ".lock", olderThan: options.staleLockSeconds) }
-                usleep(UInt32.random(in: 50...(attempt < 20 ? 500 : 5_000)))
+                let batch = try build(changes, on: base)
+                base = (batch.newTip ?? batch.base, batch.newTree)
+                condition.lock()
+                built.append(batch)
+                inFlight += 1
+                condition.broadcast()
+                condition.unlock()
+                redoRound = 0
             } catch {
-                repo.discardBufferedObjects()
+                // The batch could not be built at all (reading the branch, writing to memory):
+                // its changes fail; the next batch starts from the disk once the others are done.
                 let failure: Error = (error as? ChatSyncError) ?? ChatSyncError.storage("\(error)")
-                for p in batch { p.finish(.failure(failure)) }
-                return
+                for p in changes { p.finish(.failure(failure)) }
+                waitForCommitter()
+                repo.discardBufferedObjects()
+                base = nil
+                continue
+            }
+            sinceRelease += 1
+            if sinceRelease >= Self.batchesBetweenReleases {
+                waitForCommitter()
+                try? repo.releaseMemory()
+                base = nil
+                sinceRelease = 0
             }
         }
     }
 
-    /// Builds one commit per change on the current tip, writes the objects as one pack and
-    /// moves the branch once. Throws a `GitError` (`isModified`) when the tip moved meanwhile.
-    private func commitBatch(_ batch: [PendingChange]) throws -> ([Result<ChangeOutcome, Error>], OID?, OID?) {
-        let tip = try repo.referenceTarget(branchRef)
-        let tipTree = try tip.map { try repo.commit($0).tree } ?? repo.emptyTree()
+    private func waitForCommitter() {
+        condition.lock()
+        while inFlight > 0 { condition.wait() }
+        condition.unlock()
+    }
+
+    private func stopCommitter() {
+        condition.lock()
+        committerStopping = true
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Makes one commit per change on `base` (or on the branch's tip), objects in memory.
+    private func build(_ batch: [PendingChange], on base: (tip: OID?, tree: OID)?) throws -> BuiltBatch {
+        let tip: OID?
+        let tipTree: OID
+        if let base {
+            (tip, tipTree) = base
+        } else {
+            tip = try repo.referenceTarget(branchRef)
+            tipTree = try tip.map { try repo.commit($0).tree } ?? repo.emptyTree()
+        }
         var current = tip
         var currentTree = tipTree
         var results: [Result<ChangeOutcome, Error>] = []
@@ -186,26 +282,73 @@ final class Writer: @unchecked Sendable {
             tags.append((commit, tx.origin))
             results.append(.success(ChangeOutcome(value: value, commit: commit)))
         }
-        guard let newTip = current, newTip != tip else {
-            repo.discardBufferedObjects()
-            return (results, nil, nil)
+        let moved = current != tip
+        return BuiltBatch(changes: batch, results: results, objects: repo.takeBufferedObjects(), base: tip, baseTree: tipTree,
+                          newTip: moved ? current : nil, newTree: currentTree, tags: tags)
+    }
+
+    // MARK: committing
+
+    private func runCommitter() {
+        while true {
+            condition.lock()
+            while built.isEmpty && !committerStopping { condition.wait() }
+            if built.isEmpty { condition.unlock(); return }
+            let batch = built.removeFirst()
+            let stale = !redo.isEmpty || poisoned
+            condition.unlock()
+            if stale {
+                // Built on a batch that did not make it: build it again.
+                finishInFlight { $0.redo.append(batch.changes) }
+                continue
+            }
+            do {
+                try commit(batch)
+                for (p, r) in zip(batch.changes, batch.results) { p.finish(r) }
+                finishInFlight { _ in }
+                maybeCompact()
+            } catch let e as GitError where e.isModified || e.isLocked {
+                // Another writer moved the branch (or holds its lock).
+                finishInFlight { $0.redo.append(batch.changes); $0.redoAfterLock = $0.redoAfterLock || e.isLocked }
+            } catch {
+                let failure: Error = (error as? ChatSyncError) ?? ChatSyncError.storage("\(error)")
+                for p in batch.changes { p.finish(.failure(failure)) }
+                finishInFlight { $0.poisoned = true }
+            }
         }
-        // Objects first, durable (one pack, fsynced when durable), then the branch.
-        try repo.flushObjects()
-        tagOrigins(tags)
-        try repo.compareAndSwapReference(branchRef, to: newTip, expected: tip, message: "chatsync: \(batch.count) change(s)")
+    }
+
+    private func finishInFlight(_ update: (Writer) -> Void) {
+        condition.lock()
+        update(self)
+        inFlight -= 1
+        condition.broadcast()
+        condition.unlock()
+    }
+
+    /// Objects first, durable (one pack, fsynced when durable), then the branch.
+    private func commit(_ batch: BuiltBatch) throws {
+        guard let newTip = batch.newTip else { return }
+        try committerRepo.writePack(batch.objects)
+        tagOrigins(batch.tags)
+        try committerRepo.compareAndSwapReference(branchRef, to: newTip, expected: batch.base,
+                                                  message: "chatsync: \(batch.changes.count) change(s)")
         moved()
-        return (results, tipTree, newTip)
+        if let follower, options.workTree != .disabled {
+            // The work tree follows the branch; in synchronous mode the change waits for it.
+            let generation = follower.request(fallbackBaseline: batch.baseTree)
+            if options.workTree == .synchronous { follower.wait(for: generation) }
+        }
     }
 
     private var batchesSinceCompactCheck = 0
 
-    /// Keeps the number of packs small: every batch adds one.
+    /// Keeps the number of packs small: every batch adds one (committing thread).
     private func maybeCompact() {
         batchesSinceCompactCheck += 1
         guard batchesSinceCompactCheck >= 16 else { return }
         batchesSinceCompactCheck = 0
-        _ = try? Compaction.consolidateSmallPacks(repo: repo, maxPacks: options.maxPacks)
+        _ = try? Compaction.consolidateSmallPacks(repo: committerRepo, maxPacks: options.maxPacks)
     }
 }
 
