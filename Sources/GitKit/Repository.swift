@@ -52,6 +52,15 @@ public struct TreeChange: Sendable, Equatable {
     public let newOID: OID?
 }
 
+/// Results filled in by several threads, one slot each.
+private final class ResultBox<T>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var slots: [Result<T, Error>?]
+    init(_ count: Int) { slots = Array(repeating: nil, count: count) }
+    func set(_ i: Int, _ r: Result<T, Error>) { lock.lock(); slots[i] = r; lock.unlock() }
+    func values() -> [Result<T, Error>] { lock.lock(); defer { lock.unlock() }; return slots.map { $0 ?? .failure(GitError(code: -1, message: "not read", operation: "read blobs")) } }
+}
+
 /// A libgit2 repository handle. Not thread-safe: use one handle per thread at a time
 /// (several handles on one repository, in one or several processes, are fine).
 public final class Repository: @unchecked Sendable {
@@ -131,6 +140,56 @@ public final class Repository: @unchecked Sendable {
     /// Reads a blob's bytes.
     public func readBlob(_ oid: OID) throws -> Data {
         try withBlob(oid) { Data($0) }
+    }
+
+    /// The ids of the blobs below a tree (recursively) whose names end with `suffix`, in tree order.
+    public func blobs(under treeOID: OID, suffix: String) throws -> [OID] {
+        var result: [OID] = []
+        try forEachBlob(under: treeOID, suffix: suffix) { result.append($0) }
+        return result
+    }
+
+    /// Gives each blob's bytes to `body` (with its index in `oids`), reading straight from the
+    /// object database (no object cache, no blob objects), on up to `threads` threads, each
+    /// with a handle of its own. Results come back in the order of `oids`.
+    public func mapBlobs<T>(_ oids: [OID], threads: Int, _ body: @escaping (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
+        let parts = max(1, min(threads, oids.count / 1_000))
+        if parts == 1 { return try oids.map { try readRaw($0, body) } }
+        let chunk = (oids.count + parts - 1) / parts
+        let box = ResultBox<[T]>(parts)
+        let path = gitDir
+        nonisolated(unsafe) let unsafeSelf = self
+        nonisolated(unsafe) let unsafeBody = body
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            do {
+                // The first part reads through this handle; the others open their own.
+                let repo = part == 0 ? unsafeSelf : try Repository.open(path)
+                let slice = oids[(part * chunk)..<min(oids.count, (part + 1) * chunk)]
+                box.set(part, .success(try slice.map { try repo.readRaw($0, unsafeBody) }))
+            } catch {
+                box.set(part, .failure(error))
+            }
+        }
+        return try box.values().flatMap { try $0.get() }
+    }
+
+    /// An object's raw bytes, read from the object database.
+    func readRaw<T>(_ oid: OID, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
+        let odb = try objectDatabase()
+        var object: OpaquePointer?
+        var raw = oid.raw
+        try check(git_odb_read(&object, odb, &raw), "read object \(oid.short)")
+        defer { git_odb_object_free(object) }
+        return try body(UnsafeRawBufferPointer(start: git_odb_object_data(object), count: git_odb_object_size(object)))
+    }
+
+    /// The repository's object database (kept for the handle's life).
+    private func objectDatabase() throws -> OpaquePointer {
+        if let odbPointer { return odbPointer }
+        var odb: OpaquePointer?
+        try check(git_repository_odb(&odb, pointer), "open object database")
+        odbPointer = odb
+        return odb!
     }
 
     /// Gives the blob's bytes to `body` without copying them.
@@ -612,12 +671,10 @@ public final class Repository: @unchecked Sendable {
     /// them as one pack (one file to fsync instead of one per object).
     public func bufferObjectsInMemory() throws {
         guard mempack == nil else { return }
-        var odb: OpaquePointer?
-        try check(git_repository_odb(&odb, pointer), "open object database")
+        let odb = try objectDatabase()
         var backend: UnsafeMutablePointer<git_odb_backend>?
         try check(git_mempack_new(&backend), "new in-memory pack")
         try check(git_odb_add_backend(odb, backend, 999), "attach in-memory pack")
-        odbPointer = odb
         mempack = OpaquePointer(backend)
     }
 

@@ -90,15 +90,16 @@ func bundle(chatID: String, messages n: Int) -> Data {
 
 // `--profile-read`: only read a 10,000-message chat, many times (for a profiler).
 if arguments.contains("--profile-read") {
-    let store = try freshStore(durable: false)
-    try store.load(bundle(chatID: "read", messages: 10_000), name: "bench")
+    let n = Int(ProcessInfo.processInfo.environment["BENCH_READ_N"] ?? "") ?? 10_000
+    let store = try bulkStore()
+    try store.load(bundle(chatID: "read", messages: n), name: "bench")
     let t = now()
     for _ in 0..<20 { _ = try store.listMessages(chatID: "read") }
     log("read: \((now() - t) / 20 * 1000) ms each")
     exit(0)
 }
 
-/// `BENCH_ONLY=size,group` runs only those sections (names: appends, length, read, size, group, merge, pull, watch, http).
+/// `BENCH_ONLY=size,group` runs only those sections (names: appends, length, read, sessions, size, group, merge, pull, watch, http).
 let only = ProcessInfo.processInfo.environment["BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
 func want(_ section: String) -> Bool { only?.contains(section) ?? true }
 
@@ -107,16 +108,6 @@ var sqliteRate = 0.0
     storeCounter += 1
     var o = StoreOptions(); o.durable = false; o.workTree = .disabled
     return try Store.open(at: "\(root)/store-\(storeCounter)", options: o, create: true)
-}
-func medianAppend(_ store: Store, _ chatID: String, _ count: Int) throws -> Double {
-    _ = try store.appendMessage(chatID: chatID, role: .user, content: "warm-up")  // reads the chat's summary once
-    var times: [Double] = []
-    for i in 0..<count {
-        let t = now()
-        _ = try store.appendMessage(chatID: chatID, role: .assistant, content: "reply \(i)")
-        times.append(now() - t)
-    }
-    return median(times) * 1000
 }
 func residentMemoryMB() -> Double {
     let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
@@ -224,19 +215,13 @@ record("baseline: SQLite WAL + synchronous=FULL, 1 connection", sqliteRate, "ops
 
 if want("length") {
 // 2. Append time against the chat's length (and with many chats). The stores are built with
-// one bulk commit and keep no work tree (writing 100,000 files is not what is measured).
-var appendAt: [Int: Double] = [:]
+// one bulk commit and keep no work tree (writing 100,000 files is not what is measured). The
+// appends take turns between the stores, so that the machine's ups and downs hit all alike.
+var subjects: [(label: String, store: Store, chat: String)] = []
 for length in quick ? [100, 2_000] : [100, 10_000, 20_000, 100_000] {
     let store = try bulkStore()
     try store.load(bundle(chatID: "long-\(length)", messages: length), name: "bench")
-    appendAt[length] = try medianAppend(store, "long-\(length)", quick ? 50 : 300)
-    record("append time (median), chat of \(length) messages", appendAt[length]!, "ms", "no fsync")
-    store.close()
-}
-let lengths = appendAt.keys.sorted()
-for l in lengths.dropFirst() {
-    record("append time ratio \(l) / \(lengths.first!) messages", appendAt[l]! / appendAt[lengths.first!]!, "x",
-           l == 20_000 ? "target ≤ 1.5 (store issue)" : (l == 100_000 ? "target ≤ 1.5" : ""))
+    subjects.append(("chat of \(length) messages", store, "long-\(length)"))
 }
 do {
     let chats = quick ? 1_000 : 10_000
@@ -245,11 +230,25 @@ do {
     let created = Timestamp(milliseconds: Timestamp.now().milliseconds - 100_000).rfc3339
     for i in 0..<chats { parts.append(#"{"id":"c\#(i)","user_id":"bench","context_data":{},"created_at":"\#(created)","updated_at":"\#(created)"}"#) }
     try store.load(Data((#"{"chats":["# + parts.joined(separator: ",") + "]}").utf8), name: "chats")
-    let t = try medianAppend(store, "c7", quick ? 50 : 300)
-    record("append time (median), store of \(chats) chats", t, "ms", "ratio to 100 messages: \(String(format: "%.2f", t / appendAt[lengths.first!]!))")
-    store.close()
+    subjects.append(("store of \(chats) chats", store, "c7"))
 }
-
+var appendTimes = Array(repeating: [Double](), count: subjects.count)
+for s in subjects { _ = try s.store.appendMessage(chatID: s.chat, role: .user, content: "warm-up") }  // reads each chat's summary once
+for i in 0..<(quick ? 50 : 300) {
+    for (k, s) in subjects.enumerated() {
+        let t = now()
+        _ = try s.store.appendMessage(chatID: s.chat, role: .assistant, content: "reply \(i)")
+        appendTimes[k].append(now() - t)
+    }
+}
+let medians = appendTimes.map { median($0) * 1000 }
+for (k, s) in subjects.enumerated() { record("append time (median), \(s.label)", medians[k], "ms", "no fsync") }
+for (k, s) in subjects.enumerated().dropFirst() {
+    let note = s.label.hasSuffix("20000 messages") ? "target ≤ 1.5 (store issue)" : (s.label.hasSuffix("100000 messages") ? "target ≤ 1.5" : "")
+    record("append time ratio, \(s.label) / \(subjects[0].label)", medians[k] / medians[0], "x", note)
+}
+for s in subjects { s.store.close() }
+subjects.removeAll()
 }
 
 if want("read") {
@@ -272,6 +271,37 @@ for n in quick ? [2_000] : [10_000, 100_000] {
         store.close()
     }
     record("read a \(n)-message chat in order (median of 5, fresh handle)", median(times) * 1000, "ms", n >= 100_000 ? "target < 300" : "target < 100")
+}
+}
+
+if want("sessions") {
+// 3b. Sessions of a user by status in a store of 10,000 sessions: the first look builds the
+// index from git (every session read once); later looks read only what changed.
+do {
+    let n = quick ? 1_000 : 10_000
+    let store = try bulkStore()
+    let created = Timestamp(milliseconds: Timestamp.now().milliseconds - 100_000).rfc3339
+    var chats: [String] = [], sessions: [String] = []
+    for i in 0..<n {
+        chats.append(#"{"id":"c\#(i)","user_id":"u\#(i % 1000)","context_data":{},"created_at":"\#(created)","updated_at":"\#(created)"}"#)
+        sessions.append(#"{"id":"s\#(i)","user_id":"u\#(i % 1000)","chat_id":"c\#(i)","status":"\#(i < 1000 ? "active" : "completed")","session_metadata":{},"created_at":"\#(created)","updated_at":"\#(created)","last_activity_at":"\#(created)"}"#)
+    }
+    try store.load(Data((#"{"chats":["# + chats.joined(separator: ",") + #"],"sessions":["# + sessions.joined(separator: ",") + "]}").utf8), name: "sessions")
+    var t = now()
+    _ = try store.listSessions(userID: "u7", status: .active)
+    record("list a user's active sessions, store of \(n) sessions: first look", (now() - t) * 1000, "ms", "index built from git")
+    var later: [Double] = []
+    for i in 0..<20 {
+        _ = try store.updateSession("s\(i)", patch: ["name": .string("renamed \(i)")])
+        t = now()
+        _ = try store.listSessions(userID: "u7", status: .active)
+        later.append(now() - t)
+    }
+    record("  after each change (median of 20)", median(later) * 1000, "ms", "only the changed sessions are read")
+    t = now()
+    _ = try store.read { snap in try snap.shardedDocuments(UserSession.self, in: "sessions") }
+    record("  baseline: reading every session document", (now() - t) * 1000, "ms", "what each look cost before the index")
+    store.close()
 }
 }
 

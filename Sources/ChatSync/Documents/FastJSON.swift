@@ -172,35 +172,94 @@ struct FastJSON {
     }
 }
 
+extension FastJSON {
+    /// Whether the key starting at `i` (just after its opening quote) is `key` followed by the
+    /// closing quote; moves past it when so.
+    private mutating func key(_ key: StaticString) -> Bool {
+        let n = key.utf8CodeUnitCount
+        guard i + n < b.count, b[i + n] == 0x22 else { return false }
+        for k in 0..<n where b[i + k] != key.utf8Start[k] { return false }
+        i += n + 1
+        skipSpace()
+        // The colon; without one, the value that follows fails to read.
+        if i < b.count && b[i] == 0x3A { i += 1 } else { i = b.count }
+        return true
+    }
+
+    private mutating func timestamp() -> Timestamp?? {
+        skipSpace()
+        guard i < b.count else { return nil }
+        if b[i] == 0x6E { return literal("null", .null) == nil ? nil : .some(nil) }
+        guard b[i] == 0x22, let text = string(), let t = Timestamp(rfc3339: text) else { return nil }
+        return .some(t)
+    }
+
+    private mutating func stringValue() -> String? {
+        skipSpace()
+        guard i < b.count, b[i] == 0x22 else { return nil }
+        return string()
+    }
+
+    private mutating func integer() -> Int? {
+        skipSpace()
+        guard case .int(let v)? = number() else { return nil }
+        return Int(exactly: v)
+    }
+
+    /// A stored message, reading its fields straight from the bytes (no dictionary of values).
+    static func message(_ bytes: UnsafeRawBufferPointer) -> ChatMessage? {
+        var p = FastJSON(bytes)
+        var id: String?, chatID: String?, userID: String?, content: String?, role: MessageRole?
+        var seq: Int?, createdAt: Timestamp?, updatedAt: Timestamp?
+        var metadata: JSONValue = .emptyObject
+        p.skipSpace()
+        guard p.i < p.b.count, p.b[p.i] == 0x7B else { return nil }
+        p.i += 1
+        p.skipSpace()
+        if p.i < p.b.count && p.b[p.i] == 0x7D { return nil }
+        while true {
+            p.skipSpace()
+            guard p.i < p.b.count, p.b[p.i] == 0x22 else { return nil }
+            p.i += 1
+            let ok: Bool
+            if p.key("id") { ok = id == nil && { id = p.stringValue(); return id != nil }() }
+            else if p.key("chat_id") { ok = chatID == nil && { chatID = p.stringValue(); return chatID != nil }() }
+            else if p.key("content") { ok = content == nil && { content = p.stringValue(); return content != nil }() }
+            else if p.key("role") { ok = role == nil && { role = p.stringValue().flatMap(MessageRole.init(rawValue:)); return role != nil }() }
+            else if p.key("sequence_order") { ok = seq == nil && { seq = p.integer(); return seq != nil }() }
+            else if p.key("created_at") { ok = createdAt == nil && { createdAt = p.timestamp() ?? nil; return createdAt != nil }() }
+            else if p.key("updated_at") {
+                guard let t = p.timestamp() else { return nil }
+                updatedAt = t
+                ok = true
+            } else if p.key("user_id") {
+                p.skipSpace()
+                if p.i < p.b.count && p.b[p.i] == 0x6E { ok = p.literal("null", .null) != nil } else { userID = p.stringValue(); ok = userID != nil }
+            } else if p.key("message_metadata") {
+                p.skipSpace()
+                guard let v = p.value() else { return nil }
+                if case .null = v { metadata = .emptyObject } else { metadata = v }
+                ok = true
+            } else {
+                // A key this reader does not know: let JSONDecoder decide.
+                return nil
+            }
+            guard ok else { return nil }
+            p.skipSpace()
+            guard p.i < p.b.count else { return nil }
+            if p.b[p.i] == 0x2C { p.i += 1; continue }
+            if p.b[p.i] == 0x7D { p.i += 1; break }
+            return nil
+        }
+        p.skipSpace()
+        guard p.i == p.b.count, let id, let chatID, let seq, let role, let content, let createdAt else { return nil }
+        return ChatMessage(id: id, chatID: chatID, userID: userID, sequenceOrder: seq, role: role, content: content,
+                           messageMetadata: metadata, createdAt: createdAt, updatedAt: updatedAt)
+    }
+}
+
 extension ChatMessage {
     /// Reads a stored message quickly; nil when the bytes are anything but a well-formed
     /// message (the caller then uses `JSONDecoder`, which names the problem).
-    static func fastDecode(_ bytes: UnsafeRawBufferPointer) -> ChatMessage? {
-        guard case .object(let o)? = FastJSON.parse(bytes),
-              case .string(let id)? = o["id"], case .string(let chatID)? = o["chat_id"],
-              case .int(let seq)? = o["sequence_order"],
-              case .string(let roleText)? = o["role"], let role = MessageRole(rawValue: roleText),
-              case .string(let content)? = o["content"],
-              case .string(let createdText)? = o["created_at"], let createdAt = Timestamp(rfc3339: createdText)
-        else { return nil }
-        var userID: String?
-        switch o["user_id"] {
-        case nil, .null?: userID = nil
-        case .string(let u)?: userID = u
-        default: return nil
-        }
-        var updatedAt: Timestamp?
-        switch o["updated_at"] {
-        case nil, .null?: updatedAt = nil
-        case .string(let t)?: guard let ts = Timestamp(rfc3339: t) else { return nil }; updatedAt = ts
-        default: return nil
-        }
-        let metadata: JSONValue
-        switch o["message_metadata"] {
-        case nil, .null?: metadata = .emptyObject
-        case let m?: metadata = m
-        }
-        return ChatMessage(id: id, chatID: chatID, userID: userID, sequenceOrder: Int(seq), role: role, content: content,
-                           messageMetadata: metadata, createdAt: createdAt, updatedAt: updatedAt)
-    }
+    static func fastDecode(_ bytes: UnsafeRawBufferPointer) -> ChatMessage? { FastJSON.message(bytes) }
 }

@@ -43,6 +43,8 @@ public enum Layout {
         return "\(digits[v >> 8])/\(digits[(v >> 4) & 15])/\(digits[v & 15])"
     }
 
+    /// The folder of session documents.
+    static let sessionsDir = "sessions"
     public static func session(_ id: String) -> String { "sessions/\(shard(id))/\(id).json" }
     public static func chatDir(_ id: String) -> String { "chats/\(shard(id))/\(id)" }
     public static func chat(_ id: String) -> String { chatDir(id) + "/chat.json" }

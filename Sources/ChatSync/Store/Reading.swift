@@ -168,6 +168,21 @@ public final class Transaction: DocumentReader {
         }
     }
 
+    /// What this change did below a folder: path → the new bytes, nil for deleted. Nil when it
+    /// removed a folder there whole (the caller then reads the folder as the change leaves it).
+    func edits(under dir: String) throws -> [(String, Data?)]? {
+        if removedDirs.contains(where: { $0 == dir || $0.hasPrefix(dir + "/") || dir.hasPrefix($0 + "/") }) { return nil }
+        var out: [(String, Data?)] = []
+        for (path, value) in pending where path.hasPrefix(dir + "/") && path.hasSuffix(".json") {
+            switch value {
+            case .deleted: out.append((path, nil))
+            case .data(let d): out.append((path, d))
+            case .blob(let oid): out.append((path, try base.repo.readBlob(oid)))
+            }
+        }
+        return out
+    }
+
     public func files(under dir: String) throws -> [String] {
         if isRemoved(dir) { return [] }
         var set = Set(try base.files(under: dir).filter { !isRemoved($0) })

@@ -55,6 +55,8 @@ public final class Store: @unchecked Sendable {
     let gitDir: String
     let branchRef: String
     let summaries = SummaryCache()
+    /// The sessions of the branch, by the tree they were read from (see `SessionIndex`).
+    let sessionIndex = SessionIndex()
     /// Where the commits this process put on the branch came from (for the watch stream).
     let origins = OriginLog()
     let bell = CommitBell()
@@ -244,20 +246,16 @@ public final class Store: @unchecked Sendable {
 
     /// Every message below a chat's `messages` tree, unsorted.
     func messages(inTree tree: OID, snapshot snap: Snapshot) throws -> [ChatMessage] {
-        var result: [ChatMessage] = []
-        let decoder = snap.decoder
-        try snap.repo.forEachBlob(under: tree, suffix: ".json") { oid in
-            let m: ChatMessage = try snap.repo.withBlob(oid) { buf in
-                if let fast = ChatMessage.fastDecode(buf) { return fast }
-                do {
-                    return try decoder.decode(ChatMessage.self, from: Data(buf))
-                } catch {
-                    throw ChatSyncError.badStore("message blob \(oid.short) is not valid: \(describeDecodingError(error))")
-                }
+        let oids = try snap.repo.blobs(under: tree, suffix: ".json")
+        // Long chats are read on two threads (inflating and decoding is most of the time).
+        return try snap.repo.mapBlobs(oids, threads: 2) { buf -> ChatMessage in
+            if let fast = ChatMessage.fastDecode(buf) { return fast }
+            do {
+                return try DocumentCoding.makeDecoder().decode(ChatMessage.self, from: Data(buf))
+            } catch {
+                throw ChatSyncError.badStore("a message of chat tree \(tree.short) is not valid: \(describeDecodingError(error))")
             }
-            result.append(m)
         }
-        return result
     }
 
     /// Messages in chat order (created_at, then id), sorting keys rather than whole messages.

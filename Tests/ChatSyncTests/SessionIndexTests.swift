@@ -1,0 +1,66 @@
+@testable import ChatSync
+import Foundation
+import XCTest
+
+/// Listing a user's sessions and finding the active one read only what changed since the last
+/// look, and always agree with the branch, whoever moved it.
+final class SessionIndexTests: XCTestCase {
+    /// What a full read of the branch's session documents says.
+    func scan(_ store: Store) throws -> [String: UserSession] {
+        try store.read { snap in
+            Dictionary(uniqueKeysWithValues: try snap.shardedDocuments(UserSession.self, in: "sessions").map { ($0.id, $0) })
+        }
+    }
+
+    func assertAgrees(_ store: Store, file: StaticString = #filePath, line: UInt = #line) throws {
+        let listed = try store.listSessions()
+        XCTAssertEqual(Dictionary(uniqueKeysWithValues: listed.map { ($0.id, $0) }), try scan(store), file: file, line: line)
+    }
+
+    func testListingReadsOnlyWhatChangedAndAgreesWithTheBranch() throws {
+        let store = try makeStore(self)
+        for i in 0..<120 { _ = try store.createSession(userID: "user-\(i % 40)") }
+        try assertAgrees(store)
+        let afterFirstLook = store.sessionIndex.decoded
+        XCTAssertGreaterThanOrEqual(afterFirstLook, 120, "built from git on first use")
+
+        // A change in this process: one new session, one completed; nothing else is read.
+        let s = try store.createSession(userID: "user-3", name: "new")
+        XCTAssertEqual(try store.listSessions(userID: "user-3", status: .active).map(\.id), [s.id])
+        XCTAssertEqual(try store.listSessions(userID: "user-3").count, 4)
+        XCTAssertLessThanOrEqual(store.sessionIndex.decoded - afterFirstLook, 2)
+        XCTAssertEqual(try store.activeSession(userID: "user-3")?.id, s.id)
+
+        // Another writer (a second handle, as another process would be).
+        let other = try Store.open(at: store.path, options: store.options)
+        let t = try other.createSession(userID: "user-7")
+        _ = try other.updateSession(s.id, patch: ["status": .string("abandoned")])
+        other.close()
+        XCTAssertEqual(try store.listSessions(userID: "user-7", status: .active).map(\.id), [t.id])
+        XCTAssertEqual(try store.listSessions(userID: "user-3", status: .active), [])
+        XCTAssertNil(try store.activeSession(userID: "user-3"))
+        try assertAgrees(store)
+
+        // A commit made with plain git: a session file edited by hand and deleted another.
+        store.syncWorkTree()
+        let edited = try XCTUnwrap(try store.listSessions(userID: "user-9").first)
+        let oldName = try XCTUnwrap(edited.name)
+        let path = Layout.session(edited.id)
+        var text = try String(contentsOfFile: store.path + "/" + path, encoding: .utf8)
+        XCTAssertTrue(text.contains("\"name\": \"\(oldName)\""), text)
+        text = text.replacingOccurrences(of: "\"name\": \"\(oldName)\"", with: "\"name\": \"Renamed by hand\"")
+        try text.write(toFile: store.path + "/" + path, atomically: true, encoding: .utf8)
+        let gone = try XCTUnwrap(try store.listSessions(userID: "user-10").first)
+        XCTAssertEqual(try git(store.path, "rm", "-q", Layout.session(gone.id)).status, 0)
+        XCTAssertEqual(try git(store.path, "-c", "user.name=t", "-c", "user.email=t@t", "commit", "-qam", "by hand").status, 0)
+        XCTAssertEqual(try store.session(edited.id).name, "Renamed by hand")
+        XCTAssertEqual(try store.listSessions(userID: "user-9").first { $0.id == edited.id }?.name, "Renamed by hand")
+        XCTAssertFalse(try store.listSessions(userID: "user-10").contains { $0.id == gone.id })
+        try assertAgrees(store)
+
+        // A new handle builds its index from git.
+        let fresh = try Store.open(at: store.path, options: store.options)
+        defer { fresh.close() }
+        XCTAssertEqual(Set(try fresh.listSessions().map(\.id)), Set(try store.listSessions().map(\.id)))
+    }
+}
