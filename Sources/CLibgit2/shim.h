@@ -18,6 +18,10 @@ static inline int chatsync_deflate_init(z_stream *s, int level) {
     memset(s, 0, sizeof *s);
     return deflateInit(s, level);
 }
+static inline int chatsync_inflate_init(z_stream *s) {
+    memset(s, 0, sizeof *s);
+    return inflateInit(s);
+}
 
 /* git_libgit2_opts is variadic and does not import into Swift: one wrapper per option. */
 static inline int chatsync_git_set_fsync(int enabled) {

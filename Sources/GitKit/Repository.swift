@@ -149,12 +149,17 @@ public final class Repository: @unchecked Sendable {
         return result
     }
 
-    /// Gives each blob's bytes to `body` (with its index in `oids`), reading straight from the
-    /// object database (no object cache, no blob objects), on up to `threads` threads, each
-    /// with a handle of its own. Results come back in the order of `oids`.
+    /// Gives each blob's bytes to `body`, reading straight from the pack files (see
+    /// `PackReader`; anything else through the object database), on up to `threads` threads,
+    /// each with a handle of its own. Results come back in the order of `oids`.
     public func mapBlobs<T>(_ oids: [OID], threads: Int, _ body: @escaping (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
         let parts = max(1, min(threads, oids.count / 1_000))
-        if parts == 1 { return try oids.map { try readRaw($0, body) } }
+        if parts == 1 {
+            // Mapping the packs pays off for more than a few objects.
+            guard oids.count >= 64 else { return try oids.map { try readRaw($0, body) } }
+            let reader = PackReader(packDirectory: packDirectory)
+            return try oids.map { try reader.read($0, body) ?? readRaw($0, body) }
+        }
         let chunk = (oids.count + parts - 1) / parts
         let box = ResultBox<[T]>(parts)
         let path = gitDir
@@ -164,8 +169,45 @@ public final class Repository: @unchecked Sendable {
             do {
                 // The first part reads through this handle; the others open their own.
                 let repo = part == 0 ? unsafeSelf : try Repository.open(path)
+                let reader = PackReader(packDirectory: repo.packDirectory)
                 let slice = oids[(part * chunk)..<min(oids.count, (part + 1) * chunk)]
-                box.set(part, .success(try slice.map { try repo.readRaw($0, unsafeBody) }))
+                box.set(part, .success(try slice.map { try reader.read($0, unsafeBody) ?? repo.readRaw($0, unsafeBody) }))
+            } catch {
+                box.set(part, .failure(error))
+            }
+        }
+        return try box.values().flatMap { try $0.get() }
+    }
+
+    /// Like `mapBlobs(blobs(under:suffix:), ...)`, with the walk shared out too: when the tree
+    /// looks big (its first folder's blobs times the number of folders), each thread walks and
+    /// reads its own share of the top-level folders. Results come in no particular order.
+    public func mapBlobs<T>(under treeOID: OID, suffix: String, threads: Int, _ body: @escaping (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
+        let top = try entries(of: treeOID)
+        let folders = top.filter { $0.kind == .tree }.map(\.oid)
+        var first = top.filter { $0.kind == .blob && $0.name.hasSuffix(suffix) }.map(\.oid)
+        if let f = folders.first { try forEachBlob(under: f, suffix: suffix) { first.append($0) } }
+        let estimate = first.count * max(1, folders.count)
+        let parts = estimate >= 2_000 ? max(1, min(threads, folders.count)) : 1
+        if parts == 1 {
+            var oids = first
+            for f in folders.dropFirst() { try forEachBlob(under: f, suffix: suffix) { oids.append($0) } }
+            return try mapBlobs(oids, threads: 1, body)
+        }
+        let box = ResultBox<[T]>(parts)
+        let path = gitDir
+        nonisolated(unsafe) let unsafeSelf = self
+        nonisolated(unsafe) let unsafeBody = body
+        nonisolated(unsafe) let firstShare = first
+        DispatchQueue.concurrentPerform(iterations: parts) { part in
+            do {
+                let repo = part == 0 ? unsafeSelf : try Repository.open(path)
+                var oids = part == 0 ? firstShare : []
+                for (k, f) in folders.enumerated().dropFirst() where k % parts == part {
+                    try repo.forEachBlob(under: f, suffix: suffix) { oids.append($0) }
+                }
+                let reader = PackReader(packDirectory: repo.packDirectory)
+                box.set(part, .success(try oids.map { try reader.read($0, unsafeBody) ?? repo.readRaw($0, unsafeBody) }))
             } catch {
                 box.set(part, .failure(error))
             }

@@ -246,9 +246,8 @@ public final class Store: @unchecked Sendable {
 
     /// Every message below a chat's `messages` tree, unsorted.
     func messages(inTree tree: OID, snapshot snap: Snapshot) throws -> [ChatMessage] {
-        let oids = try snap.repo.blobs(under: tree, suffix: ".json")
-        // Long chats are read on two threads (inflating and decoding is most of the time).
-        return try snap.repo.mapBlobs(oids, threads: 2) { buf -> ChatMessage in
+        // Long chats are walked and read on two threads (inflating and decoding is most of the time).
+        try snap.repo.mapBlobs(under: tree, suffix: ".json", threads: 2) { buf -> ChatMessage in
             if let fast = ChatMessage.fastDecode(buf) { return fast }
             do {
                 return try DocumentCoding.makeDecoder().decode(ChatMessage.self, from: Data(buf))
@@ -260,9 +259,9 @@ public final class Store: @unchecked Sendable {
 
     /// Messages in chat order (created_at, then id), sorting keys rather than whole messages.
     static func sortedInChatOrder(_ messages: [ChatMessage]) -> [ChatMessage] {
+        let times = messages.map(\.createdAt.milliseconds)
         let order = messages.indices.sorted {
-            let a = messages[$0], b = messages[$1]
-            return a.createdAt != b.createdAt ? a.createdAt < b.createdAt : a.id < b.id
+            times[$0] != times[$1] ? times[$0] < times[$1] : messages[$0].id < messages[$1].id
         }
         return order.map { messages[$0] }
     }

@@ -1,0 +1,141 @@
+import CLibgit2
+import Foundation
+#if canImport(Glibc)
+import Glibc
+#endif
+
+/// A file mapped into memory, read-only (stays readable after the file is removed).
+final class MappedFile {
+    let base: UnsafeRawPointer
+    let count: Int
+
+    init?(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return nil }
+        defer { close(fd) }
+        var st = stat()
+        guard fstat(fd, &st) == 0, st.st_size > 0 else { return nil }
+        guard let p = mmap(nil, Int(st.st_size), PROT_READ, MAP_PRIVATE, fd, 0), p != MAP_FAILED else { return nil }
+        base = UnsafeRawPointer(p)
+        count = Int(st.st_size)
+    }
+
+    deinit { munmap(UnsafeMutableRawPointer(mutating: base), count) }
+
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
+}
+
+/// Reads whole objects straight from the repository's pack files, for reading many blobs at
+/// once: each pack's index is searched in place (fan-out, then binary search) and an object is
+/// inflated with one zlib stream, reset between objects. It answers nil for anything it does not
+/// handle (a delta, an object not in a pack it saw), and the caller asks libgit2 instead.
+final class PackReader {
+    private struct Pack {
+        let index: MappedFile
+        let pack: MappedFile
+        let count: Int
+    }
+    private var packs: [Pack] = []
+    private var stream = z_stream()
+    private var ready = false
+    private var lastHit = 0
+    /// The inflated bytes of the object being read (reused, grown as needed).
+    private var buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 1)
+    private var bufferSize = 1 << 16
+
+    init(packDirectory: String) {
+        ready = chatsync_inflate_init(&stream) == Z_OK
+        let names = (try? FileManager.default.contentsOfDirectory(atPath: packDirectory)) ?? []
+        for name in names where name.hasSuffix(".idx") {
+            let base = packDirectory + "/" + String(name.dropLast(4))
+            guard let index = MappedFile(base + ".idx"), let pack = MappedFile(base + ".pack"),
+                  index.count >= 8 + 1024 + 40, pack.count >= 32 else { continue }
+            let ib = index.bytes
+            guard ib[0] == 0xFF, ib[1] == 0x74, ib[2] == 0x4F, ib[3] == 0x63, Self.be32(ib, 4) == 2 else { continue }
+            let n = Int(Self.be32(ib, 8 + 255 * 4))
+            guard index.count >= 8 + 1024 + n * 28 + 40,
+                  // The pack is the one the index describes (its checksum).
+                  memcmp(pack.base + pack.count - 20, index.base + index.count - 40, 20) == 0 else { continue }
+            packs.append(Pack(index: index, pack: pack, count: n))
+        }
+    }
+
+    deinit {
+        if ready { inflateEnd(&stream) }
+        buffer.deallocate()
+    }
+
+    private static func be32(_ b: UnsafeRawBufferPointer, _ at: Int) -> UInt32 {
+        UInt32(b[at]) << 24 | UInt32(b[at + 1]) << 16 | UInt32(b[at + 2]) << 8 | UInt32(b[at + 3])
+    }
+
+    /// The offset of an object in a pack, by binary search in its index.
+    private func find(_ oid: inout git_oid, in p: Pack) -> Int? {
+        let ib = p.index.bytes
+        let first = Int(oid.id.0)
+        let lo0 = first == 0 ? 0 : Int(Self.be32(ib, 8 + (first - 1) * 4))
+        let hi0 = Int(Self.be32(ib, 8 + first * 4))
+        var lo = lo0, hi = hi0
+        let table = p.index.base + 8 + 1024
+        while lo < hi {
+            let mid = (lo + hi) / 2
+            let c = withUnsafeBytes(of: &oid.id) { memcmp(table + mid * 20, $0.baseAddress!, 20) }
+            if c == 0 {
+                let small = Self.be32(ib, 8 + 1024 + p.count * 24 + mid * 4)
+                if small & 0x8000_0000 == 0 { return Int(small) }
+                let at = 8 + 1024 + p.count * 28 + Int(small & 0x7FFF_FFFF) * 8
+                guard at + 8 <= p.index.count - 40 else { return nil }
+                return Int(UInt64(Self.be32(ib, at)) << 32 | UInt64(Self.be32(ib, at + 4)))
+            }
+            if c < 0 { lo = mid + 1 } else { hi = mid }
+        }
+        return nil
+    }
+
+    /// Gives a whole object's bytes to `body`; nil when this reader cannot read it.
+    func read<T>(_ oid: OID, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
+        guard ready, !packs.isEmpty else { return nil }
+        var raw = oid.raw
+        for k in 0..<packs.count {
+            let i = (lastHit + k) % packs.count
+            guard let offset = find(&raw, in: packs[i]) else { continue }
+            lastHit = i
+            return try inflateObject(packs[i].pack, at: offset, body)
+        }
+        return nil
+    }
+
+    private func inflateObject<T>(_ pack: MappedFile, at offset: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
+        let b = pack.bytes
+        let end = pack.count - 20
+        guard offset >= 12, offset < end else { return nil }
+        var i = offset
+        var c = b[i]
+        let type = (c >> 4) & 7
+        guard type >= 1 && type <= 4 else { return nil }  // deltas: libgit2's job
+        var size = Int(c & 0x0F)
+        var shift = 4
+        i += 1
+        while c & 0x80 != 0 {
+            guard i < end, shift < 60 else { return nil }
+            c = b[i]
+            size |= Int(c & 0x7F) << shift
+            shift += 7
+            i += 1
+        }
+        if size > bufferSize {
+            buffer.deallocate()
+            bufferSize = size
+            buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 1)
+        }
+        let output = buffer
+        guard inflateReset(&stream) == Z_OK else { return nil }
+        stream.next_in = UnsafeMutablePointer(mutating: (pack.base + i).assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = uInt(end - i)
+        stream.next_out = output.assumingMemoryBound(to: Bytef.self)
+        stream.avail_out = uInt(size)
+        let code = inflate(&stream, Z_FINISH)
+        guard code == Z_STREAM_END, stream.total_out == uLong(size) else { return nil }
+        return try body(UnsafeRawBufferPointer(start: output, count: size))
+    }
+}
