@@ -75,6 +75,7 @@ final class PackReader {
         let first = Int(oid.id.0)
         let lo0 = first == 0 ? 0 : Int(Self.be32(ib, 8 + (first - 1) * 4))
         let hi0 = Int(Self.be32(ib, 8 + first * 4))
+        guard lo0 <= hi0, hi0 <= p.count else { return nil }  // a damaged fan-out
         var lo = lo0, hi = hi0
         let table = p.index.base + 8 + 1024
         while lo < hi {
@@ -123,6 +124,8 @@ final class PackReader {
             shift += 7
             i += 1
         }
+        // Larger objects (and nonsense sizes from a damaged pack) are libgit2's to read.
+        guard size <= 1 << 30 else { return nil }
         if size > bufferSize {
             buffer.deallocate()
             bufferSize = size
@@ -131,7 +134,7 @@ final class PackReader {
         let output = buffer
         guard inflateReset(&stream) == Z_OK else { return nil }
         stream.next_in = UnsafeMutablePointer(mutating: (pack.base + i).assumingMemoryBound(to: Bytef.self))
-        stream.avail_in = uInt(end - i)
+        stream.avail_in = uInt(min(end - i, Int(UInt32.max)))
         stream.next_out = output.assumingMemoryBound(to: Bytef.self)
         stream.avail_out = uInt(size)
         let code = inflate(&stream, Z_FINISH)

@@ -153,7 +153,8 @@ public final class Repository: @unchecked Sendable {
     /// `PackReader`; anything else through the object database), on up to `threads` threads,
     /// each with a handle of its own. Results come back in the order of `oids`.
     public func mapBlobs<T>(_ oids: [OID], threads: Int, _ body: @escaping (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
-        let parts = max(1, min(threads, oids.count / 1_000))
+        // Other handles cannot see objects in this one's memory buffer: one thread then.
+        let parts = mempack != nil ? 1 : max(1, min(threads, oids.count / 1_000))
         if parts == 1 {
             // Mapping the packs pays off for more than a few objects.
             guard oids.count >= 64 else { return try oids.map { try readRaw($0, body) } }
@@ -188,7 +189,8 @@ public final class Repository: @unchecked Sendable {
         var first = top.filter { $0.kind == .blob && $0.name.hasSuffix(suffix) }.map(\.oid)
         if let f = folders.first { try forEachBlob(under: f, suffix: suffix) { first.append($0) } }
         let estimate = first.count * max(1, folders.count)
-        let parts = estimate >= 2_000 ? max(1, min(threads, folders.count)) : 1
+        // Other handles cannot see objects in this one's memory buffer: one thread then.
+        let parts = estimate >= 2_000 && mempack == nil ? max(1, min(threads, folders.count)) : 1
         if parts == 1 {
             var oids = first
             for f in folders.dropFirst() { try forEachBlob(under: f, suffix: suffix) { oids.append($0) } }

@@ -37,19 +37,33 @@ final class FastJSONTests: XCTestCase {
     func testGivesUpOnAnythingElse() {
         let good = #"{"id":"x","chat_id":"c","sequence_order":1,"role":"user","content":"a","created_at":"2026-11-20T10:00:00.000Z"}"#
         XCTAssertNotNil(fast(good))
-        for bad in [
-            good.replacingOccurrences(of: #""role":"user""#, with: #""role":"robot""#),        // not a role
-            good.replacingOccurrences(of: #""sequence_order":1"#, with: #""sequence_order":1.5"#),  // not an integer
-            good.replacingOccurrences(of: #""sequence_order":1"#, with: #""sequence_order":"1""#),  // not a number
-            good.replacingOccurrences(of: #""id":"x","#, with: #""id":"x","id":"y","#),          // a key twice
-            good.replacingOccurrences(of: #""id":"x""#, with: #""id" "x""#),                      // no colon
-            good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","extra":1"#),  // an unknown field
-            good.replacingOccurrences(of: #","content":"a""#, with: ""),                          // a required field missing
-            good.replacingOccurrences(of: "2026-11-20T10:00:00.000Z", with: "yesterday"),         // not a time
-            good + "x",                                                                            // trailing bytes
-            String(good.dropLast()),                                                               // cut short
-            "[]", "", "{}",
-        ] {
+        // Bytes that are not UTF-8 inside a string.
+        var invalid = Array(good.utf8)
+        invalid[invalid.firstIndex(of: UInt8(ascii: "a"))!] = 0xFF
+        XCTAssertNil(invalid.withUnsafeBytes { ChatMessage.fastDecode($0) })
+        XCTAssertNotNil(fast(good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","message_metadata":{"x":-0.25,"y":[1,2e-3,-7],"z":"é"}"#)))
+        var bads: [String] = []
+        bads.append(good.replacingOccurrences(of: #""role":"user""#, with: #""role":"robot""#))
+        bads.append(good.replacingOccurrences(of: #""sequence_order":1"#, with: #""sequence_order":1.5"#))
+        bads.append(good.replacingOccurrences(of: #""sequence_order":1"#, with: #""sequence_order":"1""#))
+        bads.append(good.replacingOccurrences(of: #""id":"x","#, with: #""id":"x","id":"y","#))
+        bads.append(good.replacingOccurrences(of: #""id":"x""#, with: #""id" "x""#))
+        bads.append(good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","extra":1"#))
+        bads.append(good.replacingOccurrences(of: #","content":"a""#, with: ""))
+        bads.append(good.replacingOccurrences(of: "2026-11-20T10:00:00.000Z", with: "yesterday"))
+        bads.append(good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","user_id":"u","user_id":"v""#))
+        bads.append(good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","message_metadata":{"k":1,"k":2}"#))
+        bads.append(good.replacingOccurrences(of: #""sequence_order":1"#, with: #""sequence_order":01"#))
+        bads.append(good.replacingOccurrences(of: #""sequence_order":1"#, with: #""sequence_order":+1"#))
+        bads.append(good.replacingOccurrences(of: #""sequence_order":1"#, with: #""sequence_order":1.0"#))
+        bads.append(good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","message_metadata":{"x":.5}"#))
+        bads.append(good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","message_metadata":{"x":1.}"#))
+        bads.append(good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","message_metadata":{"x":1e2}"#))
+        bads.append(good.replacingOccurrences(of: #""content":"a""#, with: #""content":"a","message_metadata":"# + String(repeating: "[", count: 600) + String(repeating: "]", count: 600)))
+        bads.append(good + "x")
+        bads.append(String(good.dropLast()))
+        bads.append(contentsOf: ["[]", "", "{}"])
+        for bad in bads {
             XCTAssertNil(fast(bad), bad)
         }
     }

@@ -1,5 +1,6 @@
 @testable import ChatSync
 import Foundation
+import GitKit
 import XCTest
 
 /// Listing a user's sessions and finding the active one read only what changed since the last
@@ -62,5 +63,28 @@ final class SessionIndexTests: XCTestCase {
         let fresh = try Store.open(at: store.path, options: store.options)
         defer { fresh.close() }
         XCTAssertEqual(Set(try fresh.listSessions().map(\.id)), Set(try store.listSessions().map(\.id)))
+    }
+
+    /// The index may have been brought to a tree that exists only in the writer's memory (a
+    /// batch not yet on the branch); a reader that cannot see that tree reads everything again
+    /// instead of failing.
+    func testAReaderThatCannotSeeTheIndexedTreeRebuildsIt() throws {
+        let store = try makeStore(self)
+        let s1 = try store.createSession(userID: "a")
+        store.close()
+        let writerSide = try Repository.open(store.path)
+        try writerSide.bufferObjectsInMemory()
+        let tip = try XCTUnwrap(try writerSide.referenceTarget("refs/heads/main"))
+        let onDisk = try writerSide.commit(tip).tree
+        // A second session, written only to memory.
+        var s2 = s1
+        s2.id = "in-memory-session"
+        let blob = try writerSide.writeBlob(try DocumentCoding.encode(s2))
+        let inMemory = try writerSide.updateTree(onDisk, [.upsert(Layout.session(s2.id), blob)])
+        let index = SessionIndex()
+        XCTAssertEqual(Set(try index.sessions(Snapshot(repo: writerSide, commit: nil, tree: inMemory)).map(\.id)), [s1.id, s2.id])
+        let readerSide = try Repository.open(store.path)
+        XCTAssertEqual(try index.sessions(Snapshot(repo: readerSide, commit: tip, tree: onDisk)).map(\.id), [s1.id])
+        writerSide.discardBufferedObjects()
     }
 }

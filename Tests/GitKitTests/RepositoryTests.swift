@@ -218,6 +218,16 @@ final class RepositoryTests: XCTestCase {
         let folder = try XCTUnwrap(try repo.entry(in: tree, path: "m")).oid
         let walked = try repo.mapBlobs(under: folder, suffix: ".json", threads: 2) { Data($0) }
         XCTAssertEqual(walked.count, oids.count + 1)
+
+        // Objects still only in this handle's memory buffer are read too (one thread then).
+        var fresh: [OID] = []
+        var memoryTree = try repo.emptyTree()
+        for i in 0..<3000 { fresh.append(try repo.writeBlob(Data("only in memory \(i)".utf8))) }
+        memoryTree = try repo.updateTree(memoryTree, fresh.enumerated().map { .upsert("\($0.offset % 16)/\($0.offset).json", $0.element) })
+        let fromMemory = try repo.mapBlobs(under: memoryTree, suffix: ".json", threads: 2) { String(decoding: $0, as: UTF8.self) }
+        XCTAssertEqual(Set(fromMemory), Set((0..<3000).map { "only in memory \($0)" }))
+        XCTAssertEqual(try repo.mapBlobs(fresh, threads: 2) { String(decoding: $0, as: UTF8.self) }.count, 3000)
+        repo.discardBufferedObjects()
         XCTAssertEqual(walked.sorted { $0.lexicographicallyPrecedes($1) }, (expected + [expected[0]]).sorted { $0.lexicographicallyPrecedes($1) })
     }
 

@@ -6,6 +6,8 @@ import Foundation
 struct FastJSON {
     private let b: UnsafeRawBufferPointer
     private var i = 0
+    /// How deep in objects and arrays the reader is (JSONDecoder stops at 512).
+    private var depth = 0
 
     private init(_ b: UnsafeRawBufferPointer) { self.b = b }
 
@@ -47,6 +49,9 @@ struct FastJSON {
 
     private mutating func object() -> JSONValue? {
         i += 1
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= 512 else { return nil }
         var dict: [String: JSONValue] = [:]
         skipSpace()
         if i < b.count && b[i] == 0x7D { i += 1; return .object(dict) }
@@ -56,7 +61,8 @@ struct FastJSON {
             skipSpace()
             guard i < b.count, b[i] == 0x3A else { return nil }
             i += 1
-            guard let v = value() else { return nil }
+            // A key twice: JSONDecoder decides (it keeps the first).
+            guard let v = value(), dict[key] == nil else { return nil }
             dict[key] = v
             skipSpace()
             guard i < b.count else { return nil }
@@ -68,6 +74,9 @@ struct FastJSON {
 
     private mutating func array() -> JSONValue? {
         i += 1
+        depth += 1
+        defer { depth -= 1 }
+        guard depth <= 512 else { return nil }
         var items: [JSONValue] = []
         skipSpace()
         if i < b.count && b[i] == 0x5D { i += 1; return .array(items) }
@@ -85,15 +94,19 @@ struct FastJSON {
     private mutating func string() -> String? {
         i += 1
         let start = i
+        var ascii = true
         while i < b.count {
             let c = b[i]
             if c == 0x22 {
-                let s = String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
+                let bytes = UnsafeRawBufferPointer(rebasing: b[start..<i])
+                // Bytes that are not UTF-8: JSONDecoder decides (it refuses them).
+                guard let s = ascii ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self) else { return nil }
                 i += 1
                 return s
             }
             if c == 0x5C { return escapedString(from: start) }
             if c < 0x20 { return nil }
+            if c >= 0x80 { ascii = false }
             i += 1
         }
         return nil
@@ -103,7 +116,7 @@ struct FastJSON {
         var out = [UInt8](UnsafeRawBufferPointer(rebasing: b[start..<i]))
         while i < b.count {
             let c = b[i]
-            if c == 0x22 { i += 1; return String(decoding: out, as: UTF8.self) }
+            if c == 0x22 { i += 1; return String(validating: out, as: UTF8.self) }
             if c < 0x20 { return nil }
             if c != 0x5C { out.append(c); i += 1; continue }
             i += 1
@@ -156,18 +169,32 @@ struct FastJSON {
     }
 
     private mutating func number() -> JSONValue? {
+        // JSON's grammar exactly: -?(0|[1-9][0-9]*)(\.[0-9]+)?([eE][+-]?[0-9]+)?
         let start = i
-        var isInteger = true
-        if i < b.count && b[i] == 0x2D { i += 1 }
-        let digitsStart = i
-        while i < b.count {
-            let c = b[i]
-            if c >= 0x30 && c <= 0x39 { i += 1 } else if c == 0x2E || c == 0x65 || c == 0x45 || c == 0x2B || c == 0x2D { isInteger = false; i += 1 } else { break }
+        func digits() -> Int {
+            let from = i
+            while i < b.count, b[i] >= 0x30, b[i] <= 0x39 { i += 1 }
+            return i - from
         }
-        guard i > digitsStart else { return nil }
+        if i < b.count && b[i] == 0x2D { i += 1 }
+        guard i < b.count, b[i] >= 0x30, b[i] <= 0x39 else { return nil }
+        if b[i] == 0x30 { i += 1 } else { _ = digits() }
+        var isInteger = true
+        if i < b.count && b[i] == 0x2E {
+            i += 1
+            guard digits() > 0 else { return nil }
+            isInteger = false
+        }
+        if i < b.count && (b[i] == 0x65 || b[i] == 0x45) {
+            i += 1
+            if i < b.count && (b[i] == 0x2B || b[i] == 0x2D) { i += 1 }
+            guard digits() > 0 else { return nil }
+            isInteger = false
+        }
         let text = String(decoding: UnsafeRawBufferPointer(rebasing: b[start..<i]), as: UTF8.self)
         if isInteger, let v = Int64(text) { return .int(v) }
-        guard let d = Double(text), d.isFinite else { return nil }
+        // Whole numbers written as fractions or exponents: JSONDecoder decides how to read them.
+        guard !isInteger, let d = Double(text), d.isFinite, d.rounded() != d else { return nil }
         return .double(d)
     }
 }
@@ -212,6 +239,11 @@ extension FastJSON {
         var id: String?, chatID: String?, userID: String?, content: String?, role: MessageRole?
         var seq: Int?, createdAt: Timestamp?, updatedAt: Timestamp?
         var metadata: JSONValue = .emptyObject
+        var seenOptional: UInt8 = 0
+        func first(_ bit: UInt8) -> Bool {
+            defer { seenOptional |= bit }
+            return seenOptional & bit == 0
+        }
         p.skipSpace()
         guard p.i < p.b.count, p.b[p.i] == 0x7B else { return nil }
         p.i += 1
@@ -229,13 +261,15 @@ extension FastJSON {
             else if p.key("sequence_order") { ok = seq == nil && { seq = p.integer(); return seq != nil }() }
             else if p.key("created_at") { ok = createdAt == nil && { createdAt = p.timestamp() ?? nil; return createdAt != nil }() }
             else if p.key("updated_at") {
-                guard let t = p.timestamp() else { return nil }
+                guard first(1), let t = p.timestamp() else { return nil }
                 updatedAt = t
                 ok = true
             } else if p.key("user_id") {
+                guard first(2) else { return nil }
                 p.skipSpace()
                 if p.i < p.b.count && p.b[p.i] == 0x6E { ok = p.literal("null", .null) != nil } else { userID = p.stringValue(); ok = userID != nil }
             } else if p.key("message_metadata") {
+                guard first(4) else { return nil }
                 p.skipSpace()
                 guard let v = p.value() else { return nil }
                 if case .null = v { metadata = .emptyObject } else { metadata = v }

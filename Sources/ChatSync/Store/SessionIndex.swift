@@ -26,6 +26,8 @@ final class SessionIndex: @unchecked Sendable {
         guard let edits = try tx.edits(under: Layout.sessionsDir) else {
             return try tx.shardedDocuments(UserSession.self, in: Layout.sessionsDir)
         }
+        // A change's base may be a commit still in the writer's memory (the batch before it is
+        // not on the branch yet); a reader that cannot see that tree reads everything once.
         var table = try self.table(tx.base)
         for (path, data) in edits {
             table[String(path.dropFirst(Layout.sessionsDir.count + 1))] = try data.map { try decode($0, path, tx.decoder) }
@@ -42,8 +44,11 @@ final class SessionIndex: @unchecked Sendable {
         var updated = wasBuilt ? table : [:]
         var count = 0
         if let current {
-            if wasBuilt, let known {
-                for change in try snap.repo.diff(from: known, to: current) where change.path.hasSuffix(".json") {
+            // The changes since the tree the index shows; nil (read everything) when there is no
+            // such tree, or this handle cannot compare with it.
+            let changes: [TreeChange]? = wasBuilt ? (known.map { try? snap.repo.diff(from: $0, to: current) } ?? nil) : nil
+            if let changes {
+                for change in changes where change.path.hasSuffix(".json") {
                     if change.status == .deleted || change.newOID == nil {
                         updated[change.path] = nil
                     } else {

@@ -59,7 +59,12 @@ final class Writer: @unchecked Sendable {
     /// A batch failed for another reason: the ones built on it must be built again.
     private var poisoned = false
     private var redoAfterLock = false
+    /// Redo rounds since a batch last landed (the back-off grows with it; past `maxRedoRounds`
+    /// the changes fail rather than wait forever on a branch that keeps moving or stays locked).
+    private var redoRounds = 0
+    static let maxRedoRounds = 10_000
     private var committerStopping = false
+    private let committerFinished = DispatchSemaphore(value: 0)
     /// How many changes one batch takes at most.
     static let maxBatch = 256
     /// How many built batches may wait for the committing thread.
@@ -139,7 +144,6 @@ final class Writer: @unchecked Sendable {
         /// The tip and tree the next batch builds on (nil: the branch as it is on disk).
         var base: (tip: OID?, tree: OID)?
         var sinceRelease = 0
-        var redoRound = 0
         while true {
             condition.lock()
             while true {
@@ -152,17 +156,26 @@ final class Writer: @unchecked Sendable {
             if !redo.isEmpty || poisoned {
                 // What the batches were built on did not become the branch: build them again on
                 // the branch as it is now, before anything queued after them.
-                queue.insert(contentsOf: redo.flatMap { $0 }, at: 0)
+                let again = redo.flatMap { $0 }
                 redo.removeAll()
                 poisoned = false
                 let locked = redoAfterLock
                 redoAfterLock = false
+                redoRounds += 1
+                let round = redoRounds
+                let giveUp = round > Self.maxRedoRounds
+                if !giveUp { queue.insert(contentsOf: again, at: 0) }
                 condition.unlock()
                 repo.discardBufferedObjects()
                 base = nil
+                if giveUp {
+                    let failure = ChatSyncError.storage("the branch \(branchRef) kept moving or stayed locked: gave up after \(round - 1) attempts")
+                    for p in again { p.finish(.failure(failure)) }
+                    condition.lock(); redoRounds = 0; condition.unlock()
+                    continue
+                }
                 if locked { LockFiles.clearIfStale(gitDir + branchRef + ".lock", olderThan: options.staleLockSeconds) }
-                redoRound += 1
-                usleep(UInt32.random(in: 50...(redoRound < 20 ? 500 : 5_000)))
+                usleep(UInt32.random(in: 50...(round < 20 ? 500 : 5_000)))
                 continue
             }
             if queue.isEmpty {
@@ -172,7 +185,12 @@ final class Writer: @unchecked Sendable {
                 try? repo.releaseMemory()
                 base = nil
                 sinceRelease = 0
-                if done { stopCommitter(); finished.signal(); return }
+                if done {
+                    stopCommitter()
+                    committerFinished.wait()
+                    finished.signal()
+                    return
+                }
                 continue
             }
             let changes = Array(queue.prefix(Self.maxBatch))
@@ -186,13 +204,19 @@ final class Writer: @unchecked Sendable {
                 inFlight += 1
                 condition.broadcast()
                 condition.unlock()
-                redoRound = 0
             } catch {
-                // The batch could not be built at all (reading the branch, writing to memory):
-                // its changes fail; the next batch starts from the disk once the others are done.
-                let failure: Error = (error as? ChatSyncError) ?? ChatSyncError.storage("\(error)")
-                for p in changes { p.finish(.failure(failure)) }
+                // The batch could not be built at all (reading the branch): once the batches
+                // before it are done, its changes fail, unless what it was built on did not make
+                // it (then it is built again with them). The next batch starts from the disk.
                 waitForCommitter()
+                condition.lock()
+                let baseFailed = !redo.isEmpty || poisoned
+                if baseFailed { redo.append(changes) }
+                condition.unlock()
+                if !baseFailed {
+                    let failure: Error = (error as? ChatSyncError) ?? ChatSyncError.storage("\(error)")
+                    for p in changes { p.finish(.failure(failure)) }
+                }
                 repo.discardBufferedObjects()
                 base = nil
                 continue
@@ -260,27 +284,39 @@ final class Writer: @unchecked Sendable {
                 results.append(.success(ChangeOutcome(value: value, commit: nil)))
                 continue
             }
-            var tree = currentTree
-            for step in try tx.treeUpdates(writeBlob: repo.writeBlob) {
-                tree = try repo.updateTree(tree, step)
+            // A change whose objects cannot be written fails alone; the batch goes on.
+            let made: (commit: OID, tree: OID)?
+            do {
+                var tree = currentTree
+                for step in try tx.treeUpdates(writeBlob: repo.writeBlob) {
+                    tree = try repo.updateTree(tree, step)
+                }
+                if tree == currentTree && tx.mergeParent == nil {
+                    made = nil
+                } else {
+                    let sig = Signature(name: identity.name, email: identity.email, time: tx.now.milliseconds / 1000)
+                    let message = tx.message.isEmpty ? "chatsync: change" : tx.message
+                    let parents = (current.map { [$0] } ?? []) + (tx.mergeParent.map { [$0] } ?? [])
+                    let commit = try repo.createCommit(tree: tree, parents: parents, author: sig, message: message)
+                    for (chatID, summary) in tx.summaries {
+                        // Keyed by tree id, a summary is a fact about that tree: safe to keep even if the batch is redone.
+                        if let oid = try repo.entry(in: tree, path: Layout.messagesDir(chatID))?.oid { summaries.put(oid, summary) }
+                    }
+                    made = (commit, tree)
+                }
+            } catch {
+                results.append(.failure((error as? ChatSyncError) ?? ChatSyncError.storage("\(error)")))
+                continue
             }
-            if tree == currentTree && tx.mergeParent == nil {
+            guard let made else {
                 // The change wrote back what was there: no commit.
                 results.append(.success(ChangeOutcome(value: value, commit: nil)))
                 continue
             }
-            let sig = Signature(name: identity.name, email: identity.email, time: tx.now.milliseconds / 1000)
-            let message = tx.message.isEmpty ? "chatsync: change" : tx.message
-            let parents = (current.map { [$0] } ?? []) + (tx.mergeParent.map { [$0] } ?? [])
-            let commit = try repo.createCommit(tree: tree, parents: parents, author: sig, message: message)
-            for (chatID, summary) in tx.summaries {
-                // Keyed by tree id, a summary is a fact about that tree: safe to keep even if the batch is redone.
-                if let oid = try repo.entry(in: tree, path: Layout.messagesDir(chatID))?.oid { summaries.put(oid, summary) }
-            }
-            current = commit
-            currentTree = tree
-            tags.append((commit, tx.origin))
-            results.append(.success(ChangeOutcome(value: value, commit: commit)))
+            current = made.commit
+            currentTree = made.tree
+            tags.append((made.commit, tx.origin))
+            results.append(.success(ChangeOutcome(value: value, commit: made.commit)))
         }
         let moved = current != tip
         return BuiltBatch(changes: batch, results: results, objects: repo.takeBufferedObjects(), base: tip, baseTree: tipTree,
@@ -293,7 +329,7 @@ final class Writer: @unchecked Sendable {
         while true {
             condition.lock()
             while built.isEmpty && !committerStopping { condition.wait() }
-            if built.isEmpty { condition.unlock(); return }
+            if built.isEmpty { condition.unlock(); committerFinished.signal(); return }
             let batch = built.removeFirst()
             let stale = !redo.isEmpty || poisoned
             condition.unlock()
@@ -305,8 +341,10 @@ final class Writer: @unchecked Sendable {
             do {
                 try commit(batch)
                 for (p, r) in zip(batch.changes, batch.results) { p.finish(r) }
-                finishInFlight { _ in }
+                // Pack merging happens before the batch counts as done, so that a stopping
+                // writer never leaves it half way.
                 maybeCompact()
+                finishInFlight { $0.redoRounds = 0 }
             } catch let e as GitError where e.isModified || e.isLocked {
                 // Another writer moved the branch (or holds its lock).
                 finishInFlight { $0.redo.append(batch.changes); $0.redoAfterLock = $0.redoAfterLock || e.isLocked }
