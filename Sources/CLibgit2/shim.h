@@ -36,6 +36,9 @@ static inline int chatsync_git_set_strict_object_creation(int enabled) {
 static inline int chatsync_git_set_cache_object_limit(git_object_t type, long long bytes) {
     return git_libgit2_opts(GIT_OPT_SET_CACHE_OBJECT_LIMIT, type, (size_t)bytes);
 }
+static inline int chatsync_git_set_mwindow_file_limit(long long files) {
+    return git_libgit2_opts(GIT_OPT_SET_MWINDOW_FILE_LIMIT, (size_t)files);
+}
 static inline int chatsync_git_set_cache_max_size(long long bytes) {
     return git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)bytes);
 }

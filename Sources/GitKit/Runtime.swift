@@ -18,6 +18,10 @@ public enum GitRuntime {
             // Keep parsed trees up to 1 MiB (libgit2 caches only those up to 4 KiB by default,
             // so a root or shard folder with a few hundred entries was parsed on every read).
             _ = chatsync_git_set_cache_object_limit(GIT_OBJECT_TREE, 1 << 20)
+            // At most this many pack files open at once in the process (the least recently used
+            // are closed): packs come and go with every batch and merge, and a handle would
+            // otherwise keep every pack it ever read open, removed ones included.
+            _ = chatsync_git_set_mwindow_file_limit(128)
             initialized = true
         }
     }

@@ -454,6 +454,20 @@ final class CompactionTests: XCTestCase {
         XCTAssertTrue(report.problems.allSatisfy { $0.path == "loose.txt" }, "\(report.problems)")
     }
 
+    /// Every batch adds a pack and merges remove packs: the process must not keep them all open.
+    func testOpenFilesStayBoundedAsPacksComeAndGo() throws {
+        func openFiles() -> Int { (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd").count) ?? 0 }
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let before = openFiles()
+        for i in 0..<400 {
+            _ = try store.appendMessage(chatID: chat.id, role: .user, content: "\(i)")
+            if i % 50 == 0 { _ = try store.listMessages(chatID: chat.id) }
+        }
+        XCTAssertLessThan(openFiles() - before, 150, "pack files are closed again")
+        XCTAssertEqual(try store.listMessages(chatID: chat.id).count, 400)
+    }
+
     func testTheWriterKeepsPacksFew() throws {
         let store = try makeStore(self) { $0.maxPacks = 8 }
         let chat = try store.createChat(userID: "u")
