@@ -104,6 +104,15 @@ let only = ProcessInfo.processInfo.environment["BENCH_ONLY"].map { Set($0.split(
 func want(_ section: String) -> Bool { only?.contains(section) ?? true }
 
 var sqliteRate = 0.0
+/// SQLite (WAL, synchronous=FULL, one connection, one transaction per append): sets `sqliteRate`.
+@MainActor func measureSQLite(_ file: String, _ label: String) throws {
+    let sqlite = try SQLiteBaseline(path: "\(root)/\(file)")
+    let q0 = now()
+    let count = quick ? 200 : 2000
+    for i in 0..<count { sqlite.append(chat: "bench-chat", content: "message \(i)") }
+    sqliteRate = Double(count) / (now() - q0)
+    record("baseline: SQLite WAL + synchronous=FULL, 1 connection" + label, sqliteRate, "ops/s", "\(count) appends, one transaction each")
+}
 @MainActor func bulkStore() throws -> Store {
     storeCounter += 1
     var o = StoreOptions(); o.durable = false; o.workTree = .disabled
@@ -204,12 +213,7 @@ for i in 0..<baselineCount * 2 { try plain.append(chat: "bench-chat", content: "
 let plainRate = Double(baselineCount * 2) / (now() - p0)
 record("baseline: libgit2 the plain way (loose objects, fsync), 1 writer", plainRate, "ops/s", "\(baselineCount * 2) appends")
 record("chatsync (durable, 1 writer) / plain libgit2", rows[1].value / plainRate, "x", "target ≥ 3")
-let sqlite = try SQLiteBaseline(path: "\(root)/baseline.sqlite")
-let q0 = now()
-let sqliteCount = quick ? 200 : 2000
-for i in 0..<sqliteCount { sqlite.append(chat: "bench-chat", content: "message \(i)") }
-sqliteRate = Double(sqliteCount) / (now() - q0)
-record("baseline: SQLite WAL + synchronous=FULL, 1 connection", sqliteRate, "ops/s", "\(sqliteCount) appends, one transaction each")
+try measureSQLite("baseline.sqlite", "")
 
 }
 
@@ -332,14 +336,7 @@ do {
 if want("group") {
 // 4. Group commit: 16 writers appending at once. SQLite is measured again right before, so that
 // the ratio compares the disk in one state (its speed here changes over minutes).
-do {
-    let sqlite = try SQLiteBaseline(path: "\(root)/baseline-group.sqlite")
-    let q0 = now()
-    let sqliteCount = quick ? 200 : 2000
-    for i in 0..<sqliteCount { sqlite.append(chat: "bench-chat", content: "message \(i)") }
-    sqliteRate = Double(sqliteCount) / (now() - q0)
-    record("baseline: SQLite WAL + synchronous=FULL, 1 connection (measured again here)", sqliteRate, "ops/s", "\(sqliteCount) appends, one transaction each")
-}
+try measureSQLite("baseline-group.sqlite", " (measured again here)")
 for durable in [false, true] {
     let store = try freshStore(durable: durable)
     let chat = try store.createChat(userID: "bench")
@@ -375,6 +372,10 @@ do {
     appendMany(b, chat.id, n, "b")
     try a.addRemote("b", url: b.path)
     let (tip, _) = try a.fetch("b")
+    // The setup's work trees are written in the background; let them finish first, so that
+    // only the merge is timed.
+    a.syncWorkTree()
+    b.syncWorkTree()
     let t = now()
     let report = try a.merge(tip!, from: "b")
     let elapsed = now() - t

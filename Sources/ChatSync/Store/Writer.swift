@@ -181,11 +181,13 @@ final class Writer: @unchecked Sendable {
             if queue.isEmpty {
                 let done = stopping
                 condition.unlock()
-                // Idle: every batch is on disk; read it from there and empty the memory buffer.
-                try? repo.releaseMemory()
+                // Idle: every batch is on disk. The next batch starts from the branch as it is
+                // then (another process may move it); the objects stay in memory too (reading
+                // them there is quicker than from the new packs) until the buffer is emptied
+                // every `batchesBetweenReleases` batches, or the writer stops.
                 base = nil
-                sinceRelease = 0
                 if done {
+                    try? repo.releaseMemory()
                     stopCommitter()
                     committerFinished.wait()
                     finished.signal()
