@@ -38,27 +38,6 @@ extension Repository {
         return Int(b[0]) << 24 | Int(b[1]) << 16 | Int(b[2]) << 8 | Int(b[3])
     }
 
-    /// The object ids listed in a version-2 pack index.
-    static func indexObjectIDs(_ path: String) throws -> [OID] {
-        guard let data = FileManager.default.contents(atPath: path), data.count >= 8 + 1024,
-              let count = indexObjectCount(path), data.count >= 8 + 1024 + count * 20 else {
-            throw GitError(code: -1, message: "unreadable pack index", operation: "read \(path)")
-        }
-        var ids: [OID] = []
-        ids.reserveCapacity(count)
-        data.withUnsafeBytes { buf in
-            let base = 8 + 1024
-            for i in 0..<count {
-                var oid = git_oid()
-                withUnsafeMutableBytes(of: &oid.id) { dst in
-                    dst.copyMemory(from: UnsafeRawBufferPointer(rebasing: buf[(base + i * 20)..<(base + i * 20 + 20)]))
-                }
-                ids.append(OID(oid))
-            }
-        }
-        return ids
-    }
-
     /// Writes the objects of `packs` as one new pack (with deltas), then removes the old packs.
     /// Readers that still have an old pack open keep reading it; others find the new one.
     public func mergePacks(_ packs: [PackFile]) throws {
@@ -67,9 +46,9 @@ extension Repository {
         try check(git_packbuilder_new(&builder, pointer), "new pack builder")
         defer { git_packbuilder_free(builder) }
         for pack in packs {
-            for oid in try Self.indexObjectIDs(pack.indexPath) {
-                var raw = oid.raw
-                try check(git_packbuilder_insert(builder, &raw, nil), "add \(oid.short) to pack")
+            for entry in try PackFormat.readIndex(pack.indexPath).entries {
+                var raw = entry.oid.raw
+                try check(git_packbuilder_insert(builder, &raw, nil), "add \(entry.oid.short) to pack")
             }
         }
         try check(git_packbuilder_write(builder, packDirectory, 0, nil, nil), "write pack")

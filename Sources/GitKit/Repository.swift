@@ -158,26 +158,12 @@ public final class Repository: @unchecked Sendable {
         if parts == 1 {
             // Mapping the packs pays off for more than a few objects.
             guard oids.count >= 64 else { return try oids.map { try readRaw($0, body) } }
-            let reader = PackReader(packDirectory: packDirectory)
-            return try oids.map { try reader.read($0, body) ?? readRaw($0, body) }
+            return try read(oids, body)
         }
         let chunk = (oids.count + parts - 1) / parts
-        let box = ResultBox<[T]>(parts)
-        let path = gitDir
-        nonisolated(unsafe) let unsafeSelf = self
-        nonisolated(unsafe) let unsafeBody = body
-        DispatchQueue.concurrentPerform(iterations: parts) { part in
-            do {
-                // The first part reads through this handle; the others open their own.
-                let repo = part == 0 ? unsafeSelf : try Repository.open(path)
-                let reader = PackReader(packDirectory: repo.packDirectory)
-                let slice = oids[(part * chunk)..<min(oids.count, (part + 1) * chunk)]
-                box.set(part, .success(try slice.map { try reader.read($0, unsafeBody) ?? repo.readRaw($0, unsafeBody) }))
-            } catch {
-                box.set(part, .failure(error))
-            }
+        return try inParallel(parts) { repo, part in
+            try repo.read(Array(oids[(part * chunk)..<min(oids.count, (part + 1) * chunk)]), body)
         }
-        return try box.values().flatMap { try $0.get() }
     }
 
     /// Like `mapBlobs(blobs(under:suffix:), ...)`, with the walk shared out too: when the tree
@@ -196,20 +182,32 @@ public final class Repository: @unchecked Sendable {
             for f in folders.dropFirst() { try forEachBlob(under: f, suffix: suffix) { oids.append($0) } }
             return try mapBlobs(oids, threads: 1, body)
         }
+        nonisolated(unsafe) let firstShare = first
+        return try inParallel(parts) { repo, part in
+            var oids = part == 0 ? firstShare : []
+            for (k, f) in folders.enumerated().dropFirst() where k % parts == part {
+                try repo.forEachBlob(under: f, suffix: suffix) { oids.append($0) }
+            }
+            return try repo.read(oids, body)
+        }
+    }
+
+    /// Objects' bytes, from the pack files where `PackReader` can, else from the object database.
+    private func read<T>(_ oids: [OID], _ body: (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
+        let reader = PackReader(packDirectory: packDirectory)
+        return try oids.map { try reader.read($0, body) ?? readRaw($0, body) }
+    }
+
+    /// Runs `work` for parts 0..<parts at once, part 0 with this handle and each other part with
+    /// a handle of its own (handles are not shared between threads); the results in part order.
+    private func inParallel<T>(_ parts: Int, _ work: @escaping (Repository, Int) throws -> [T]) throws -> [T] {
         let box = ResultBox<[T]>(parts)
         let path = gitDir
         nonisolated(unsafe) let unsafeSelf = self
-        nonisolated(unsafe) let unsafeBody = body
-        nonisolated(unsafe) let firstShare = first
+        nonisolated(unsafe) let unsafeWork = work
         DispatchQueue.concurrentPerform(iterations: parts) { part in
             do {
-                let repo = part == 0 ? unsafeSelf : try Repository.open(path)
-                var oids = part == 0 ? firstShare : []
-                for (k, f) in folders.enumerated().dropFirst() where k % parts == part {
-                    try repo.forEachBlob(under: f, suffix: suffix) { oids.append($0) }
-                }
-                let reader = PackReader(packDirectory: repo.packDirectory)
-                box.set(part, .success(try oids.map { try reader.read($0, unsafeBody) ?? repo.readRaw($0, unsafeBody) }))
+                box.set(part, .success(try unsafeWork(part == 0 ? unsafeSelf : try Repository.open(path), part)))
             } catch {
                 box.set(part, .failure(error))
             }
@@ -730,23 +728,14 @@ public final class Repository: @unchecked Sendable {
     @discardableResult
     public func flushObjects() throws -> Bool {
         guard let mempack else { return false }
-        defer { buffered.removeAll(keepingCapacity: true) }
-        // Each object once. (One the object database already has on disk is written again,
-        // which is cheaper than asking the database: a miss there rescans the pack folder.
-        // Merging packs keeps one copy.)
-        var seen = Set<OID>()
-        var objects: [PackObject] = []
-        objects.reserveCapacity(buffered.count)
-        for object in buffered where seen.insert(object.oid).inserted { objects.append(object) }
-        if !objects.isEmpty {
-            try writePack(objects, durable: GitRuntime.fsyncEnabled)
-            try check(refreshObjectDatabase(), "refresh object database")
-        }
-        try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
-        return !objects.isEmpty
+        let wrote = try writePack(takeBufferedObjects())
+        try releaseMemory()
+        return wrote
     }
 
-    /// Hands over the objects written since the last call (each once), to be written as a pack
+    /// Hands over the objects written since the last call (each once: one the object database
+    /// already has on disk is written again, which is cheaper than asking the database, where a
+    /// miss rescans the pack folder; merging packs keeps one copy), to be written as a pack
     /// by `writePack(_:)` (on this or another handle); they stay readable from memory here
     /// until `releaseMemory()`.
     public func takeBufferedObjects() -> BufferedObjects {
@@ -759,12 +748,12 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Writes objects handed over by `takeBufferedObjects()` as one pack (fsynced when fsync is
-    /// on), so that this and every other handle finds them on disk. False when there were none.
+    /// on). Every handle finds them on disk the next time it looks there (libgit2 looks again
+    /// when an object is missing). False when there were none.
     @discardableResult
     public func writePack(_ batch: BufferedObjects) throws -> Bool {
         guard !batch.objects.isEmpty else { return false }
         try writePack(batch.objects, durable: GitRuntime.fsyncEnabled)
-        try check(refreshObjectDatabase(), "refresh object database")
         return true
     }
 

@@ -2,6 +2,21 @@ import ChatSync
 import Foundation
 import XCTest
 
+/// Runs the built `chatsync` binary on a store; returns what it printed and its exit status.
+func runChatsync(_ args: [String], store: String) throws -> (out: String, err: String, status: Int32) {
+    let p = Process()
+    p.executableURL = URL(fileURLWithPath: CLITests.binary)
+    p.arguments = args + ["--store", store]
+    let out = Pipe(), err = Pipe()
+    p.standardOutput = out
+    p.standardError = err
+    p.standardInput = FileHandle.nullDevice
+    try p.run()
+    let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
+    p.waitUntilExit()
+    return (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), p.terminationStatus)
+}
+
 /// End-to-end tests: they run the built `chatsync` binary, as a user would, and read the
 /// store with the plain `git` command.
 final class CLITests: XCTestCase {

@@ -7,16 +7,8 @@ final class HistoryCLITests: XCTestCase {
         let store = NSTemporaryDirectory() + "chatsync-historycli-\(UUID().uuidString)"
         addTeardownBlock { try? FileManager.default.removeItem(atPath: store) }
         func cli(_ args: [String]) throws -> (out: String, status: Int32) {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: CLITests.binary)
-            p.arguments = args + ["--store", store]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let d = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            return (String(decoding: d, as: UTF8.self), p.terminationStatus)
+            let r = try runChatsync(args, store: store)
+            return (r.out, r.status)
         }
         XCTAssertEqual(try cli(["init"]).status, 0)
         let chat = try JSONDecoder().decode(JSONValue.self, from: Data(try cli(["chat", "create", "--user", "u", "--title", "First", "--json"]).out.utf8))

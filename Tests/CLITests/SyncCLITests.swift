@@ -5,17 +5,7 @@ import XCTest
 /// The sync commands, through the built binary, against a bare repository.
 final class SyncCLITests: XCTestCase {
     func run(_ args: [String], store: String) throws -> (out: String, err: String, status: Int32) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: CLITests.binary)
-        p.arguments = args + ["--store", store]
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), p.terminationStatus)
+        try runChatsync(args, store: store)
     }
 
     func json(_ args: [String], store: String) throws -> JSONValue {

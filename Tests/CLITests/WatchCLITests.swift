@@ -8,17 +8,9 @@ final class WatchCLITests: XCTestCase {
         let store = NSTemporaryDirectory() + "chatsync-watchcli-\(UUID().uuidString)"
         addTeardownBlock { try? FileManager.default.removeItem(atPath: store) }
         func cli(_ args: [String]) throws -> String {
-            let p = Process()
-            p.executableURL = URL(fileURLWithPath: CLITests.binary)
-            p.arguments = args + ["--store", store]
-            let out = Pipe()
-            p.standardOutput = out
-            p.standardError = FileHandle.nullDevice
-            try p.run()
-            let d = out.fileHandleForReading.readDataToEndOfFile()
-            p.waitUntilExit()
-            XCTAssertEqual(p.terminationStatus, 0, "\(args)")
-            return String(decoding: d, as: UTF8.self)
+            let r = try runChatsync(args, store: store)
+            XCTAssertEqual(r.status, 0, "\(args)")
+            return r.out
         }
         _ = try cli(["init"])
         let chat = try JSONDecoder().decode(JSONValue.self, from: Data(try cli(["chat", "create", "--user", "u", "--title", "Before", "--json"]).utf8))
