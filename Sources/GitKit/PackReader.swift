@@ -25,10 +25,12 @@ final class MappedFile {
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(start: base, count: count) }
 }
 
-/// Reads whole objects straight from the repository's pack files, for reading many blobs at
-/// once: each pack's index is searched in place (fan-out, then binary search) and an object is
-/// inflated with one zlib stream, reset between objects. It answers nil for anything it does not
-/// handle (a delta, an object not in a pack it saw), and the caller asks libgit2 instead.
+/// Reads objects straight from the repository's pack files, for reading many blobs at once:
+/// each pack's index is searched in place (fan-out, then binary search) and an object is
+/// inflated with one zlib stream, reset between objects. Deltas against an earlier entry of the
+/// same pack (OFS_DELTA, what compaction writes) are applied here, keeping the objects they were
+/// made against for the next ones. It answers nil for anything it does not handle (a delta by
+/// id, an object not in a pack it saw, a damaged entry), and the caller asks libgit2 instead.
 final class PackReader {
     private struct Pack {
         let index: MappedFile
@@ -42,6 +44,12 @@ final class PackReader {
     /// The inflated bytes of the object being read (reused, grown as needed).
     private var buffer = UnsafeMutableRawPointer.allocate(byteCount: 1 << 16, alignment: 1)
     private var bufferSize = 1 << 16
+    /// Objects that deltas were made against, by pack and offset (emptied when it grows past
+    /// `baseCacheLimit` bytes).
+    private var bases: [Int: [UInt8]] = [:]
+    private var basesBytes = 0
+    private let baseCacheLimit = 32 << 20
+    private static let maxChain = 64
 
     init(packDirectory: String) {
         ready = chatsync_inflate_init(&stream) == Z_OK
@@ -101,19 +109,19 @@ final class PackReader {
             let i = (lastHit + k) % packs.count
             guard let offset = find(&raw, in: packs[i]) else { continue }
             lastHit = i
-            return try inflateObject(packs[i].pack, at: offset, body)
+            return try inflateObject(i, at: offset, body)
         }
         return nil
     }
 
-    private func inflateObject<T>(_ pack: MappedFile, at offset: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
+    /// An entry's header: its type, inflated size, and where its data (or delta offset) starts.
+    private func entryHeader(_ pack: MappedFile, at offset: Int) -> (type: UInt8, size: Int, data: Int)? {
         let b = pack.bytes
         let end = pack.count - 20
         guard offset >= 12, offset < end else { return nil }
         var i = offset
         var c = b[i]
         let type = (c >> 4) & 7
-        guard type >= 1 && type <= 4 else { return nil }  // deltas: libgit2's job
         var size = Int(c & 0x0F)
         var shift = 4
         i += 1
@@ -126,19 +134,142 @@ final class PackReader {
         }
         // Larger objects (and nonsense sizes from a damaged pack) are libgit2's to read.
         guard size <= 1 << 30 else { return nil }
+        return (type, size, i)
+    }
+
+    /// Inflates `size` bytes from `at` into `output`.
+    private func inflate(_ pack: MappedFile, at: Int, size: Int, into output: UnsafeMutableRawPointer) -> Bool {
+        guard inflateReset(&stream) == Z_OK else { return false }
+        let end = pack.count - 20
+        stream.next_in = UnsafeMutablePointer(mutating: (pack.base + at).assumingMemoryBound(to: Bytef.self))
+        stream.avail_in = uInt(min(end - at, Int(UInt32.max)))
+        stream.next_out = output.assumingMemoryBound(to: Bytef.self)
+        stream.avail_out = uInt(size)
+        let code = CLibgit2.inflate(&stream, Z_FINISH)
+        return code == Z_STREAM_END && stream.total_out == uLong(size)
+    }
+
+    /// The bytes of the object at `offset` of pack `p`, deltas applied; nil when this reader
+    /// cannot read it.
+    private func resolve(_ p: Int, at offset: Int, depth: Int) -> [UInt8]? {
+        let pack = packs[p].pack
+        guard depth <= Self.maxChain, let (type, size, data) = entryHeader(pack, at: offset) else { return nil }
+        switch type {
+        case 1...4:
+            var out = [UInt8](repeating: 0, count: size)
+            guard out.withUnsafeMutableBytes({ size == 0 || inflate(pack, at: data, size: size, into: $0.baseAddress!) }) else { return nil }
+            return out
+        case 6:
+            // The distance back to the base: 7 bits a byte, each byte but the last one more.
+            let b = pack.bytes
+            let end = pack.count - 20
+            var i = data
+            guard i < end else { return nil }
+            var c = b[i]
+            var distance = Int(c & 0x7F)
+            i += 1
+            while c & 0x80 != 0 {
+                guard i < end, distance < 1 << 50 else { return nil }
+                c = b[i]
+                distance = ((distance + 1) << 7) | Int(c & 0x7F)
+                i += 1
+            }
+            guard distance > 0, distance < offset else { return nil }
+            let key = p << 48 | (offset - distance)
+            let base: [UInt8]
+            if let cached = bases[key] {
+                base = cached
+            } else {
+                guard let b = resolve(p, at: offset - distance, depth: depth + 1) else { return nil }
+                if basesBytes + b.count > baseCacheLimit {
+                    bases.removeAll(keepingCapacity: true)
+                    basesBytes = 0
+                }
+                bases[key] = b
+                basesBytes += b.count
+                base = b
+            }
+            var delta = [UInt8](repeating: 0, count: size)
+            guard delta.withUnsafeMutableBytes({ size == 0 || inflate(pack, at: i, size: size, into: $0.baseAddress!) }) else { return nil }
+            return Self.apply(delta, to: base)
+        default:
+            return nil
+        }
+    }
+
+    /// Applies a delta (git's format: the base's size, the result's size, then copy and insert
+    /// instructions) to `base`; nil when it does not fit.
+    static func apply(_ delta: [UInt8], to base: [UInt8]) -> [UInt8]? {
+        delta.withUnsafeBufferPointer { d -> [UInt8]? in
+            var i = 0
+            func size() -> Int? {
+                var v = 0, shift = 0
+                while i < d.count {
+                    let c = d[i]
+                    i += 1
+                    v |= Int(c & 0x7F) << shift
+                    if c & 0x80 == 0 { return v }
+                    shift += 7
+                    if shift > 56 { return nil }
+                }
+                return nil
+            }
+            guard let source = size(), source == base.count, let target = size(), target <= 1 << 30 else { return nil }
+            var failed = false
+            let out = [UInt8](unsafeUninitializedCapacity: target) { out, count in
+                count = 0
+                base.withUnsafeBufferPointer { b in
+                    while i < d.count {
+                        let command = d[i]
+                        i += 1
+                        if command & 0x80 != 0 {
+                            var from = 0, length = 0
+                            for k in 0..<4 where command & (1 << UInt8(k)) != 0 {
+                                guard i < d.count else { failed = true; return }
+                                from |= Int(d[i]) << (8 * k)
+                                i += 1
+                            }
+                            for k in 0..<3 where command & (0x10 << UInt8(k)) != 0 {
+                                guard i < d.count else { failed = true; return }
+                                length |= Int(d[i]) << (8 * k)
+                                i += 1
+                            }
+                            if length == 0 { length = 0x10000 }
+                            guard from + length <= b.count, count + length <= target else { failed = true; return }
+                            (out.baseAddress! + count).update(from: b.baseAddress! + from, count: length)
+                            count += length
+                        } else if command != 0 {
+                            let length = Int(command)
+                            guard i + length <= d.count, count + length <= target else { failed = true; return }
+                            (out.baseAddress! + count).update(from: d.baseAddress! + i, count: length)
+                            i += length
+                            count += length
+                        } else {
+                            failed = true
+                            return
+                        }
+                    }
+                }
+                if count != target { failed = true }
+            }
+            return failed ? nil : out
+        }
+    }
+
+    private func inflateObject<T>(_ p: Int, at offset: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
+        let pack = packs[p].pack
+        guard let (type, size, data) = entryHeader(pack, at: offset) else { return nil }
+        if type == 6 {
+            guard let bytes = resolve(p, at: offset, depth: 0) else { return nil }
+            return try bytes.withUnsafeBytes { try body($0) }
+        }
+        guard type >= 1 && type <= 4 else { return nil }  // deltas by id: libgit2's job
         if size > bufferSize {
             buffer.deallocate()
             bufferSize = size
             buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 1)
         }
-        let output = buffer
-        guard inflateReset(&stream) == Z_OK else { return nil }
-        stream.next_in = UnsafeMutablePointer(mutating: (pack.base + i).assumingMemoryBound(to: Bytef.self))
-        stream.avail_in = uInt(min(end - i, Int(UInt32.max)))
-        stream.next_out = output.assumingMemoryBound(to: Bytef.self)
-        stream.avail_out = uInt(size)
-        let code = inflate(&stream, Z_FINISH)
-        guard code == Z_STREAM_END, stream.total_out == uLong(size) else { return nil }
-        return try body(UnsafeRawBufferPointer(start: output, count: size))
+        guard size == 0 || inflate(pack, at: data, size: size, into: buffer) else { return nil }
+        return try body(UnsafeRawBufferPointer(start: buffer, count: size))
     }
 }

@@ -113,6 +113,20 @@ enum PackFormat {
         return out
     }
 
+    /// The distance back to an OFS_DELTA entry's base: 7 bits a byte, most significant first,
+    /// each byte but the last meaning one more than its value (so no two encodings overlap).
+    static func deltaOffset(_ distance: UInt64) -> [UInt8] {
+        var n = distance
+        var out = [UInt8(n & 0x7F)]
+        n >>= 7
+        while n > 0 {
+            n -= 1
+            out.insert(0x80 | UInt8(n & 0x7F), at: 0)
+            n >>= 7
+        }
+        return out
+    }
+
     /// The index (version 2) of a pack whose trailing checksum is `packChecksum`.
     static func index(_ unsorted: [PackIndexEntry], packChecksum: [UInt8]) -> [UInt8] {
         let entries = unsorted.sorted { $0.oid < $1.oid }
@@ -224,7 +238,7 @@ private func fsyncDirectory(_ dir: String) {
 extension Repository {
     /// Puts a pack and its index in place: the pack first, then the index (readers find packs
     /// by their index, so they never see half of one). Fsyncs the folder when `durable`.
-    private func install(packTemp: String, indexBytes: [UInt8], count: Int, checksum: [UInt8], durable: Bool) throws -> PackFile {
+    func install(packTemp: String, indexBytes: [UInt8], count: Int, checksum: [UInt8], durable: Bool) throws -> PackFile {
         let dir = packDirectory
         let name = dir + "/pack-" + checksum.map { String(format: "%02x", $0) }.joined()
         let indexTemp: String

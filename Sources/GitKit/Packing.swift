@@ -61,36 +61,23 @@ extension Repository {
         try check(refreshObjectDatabase(), "refresh object database")
     }
 
-    /// Packs every object reachable from `tips` into one pack (with deltas), then removes the
-    /// packs and loose objects older than `grace` seconds: what they held that is reachable is in
-    /// the new pack; younger ones may belong to a writer that has not moved its ref yet, and stay.
-    /// Returns the new pack.
+    /// Packs every object reachable from `tips` into one pack with deltas along the history
+    /// (`writeHistoryPack`), then removes the packs and loose objects older than `grace` seconds:
+    /// what they held that is reachable is in the new pack; younger ones may belong to a writer
+    /// that has not moved its ref yet, and stay. Returns the new pack.
     @discardableResult
     public func packReachable(from tips: [OID], grace: Double = 60) throws -> PackFile? {
         let cutoff = Date().addingTimeInterval(-grace)
         let before = packFiles().filter { !$0.isKept && ((try? FileManager.default.attributesOfItem(atPath: $0.packPath)[.modificationDate] as? Date) ?? Date()) < cutoff }
-        var builder: OpaquePointer?
-        try check(git_packbuilder_new(&builder, pointer), "new pack builder")
-        defer { git_packbuilder_free(builder) }
-        var walker: OpaquePointer?
-        try check(git_revwalk_new(&walker, pointer), "new revision walk")
-        defer { git_revwalk_free(walker) }
-        for t in tips {
-            var raw = t.raw
-            try check(git_revwalk_push(walker, &raw), "walk from \(t.short)")
-        }
-        try check(git_packbuilder_insert_walk(builder, walker), "add history to pack")
-        guard git_packbuilder_object_count(builder) > 0 else { return nil }
-        try check(git_packbuilder_write(builder, packDirectory, 0, nil, nil), "write pack")
-        var newName = ""
-        if let n = git_packbuilder_name(builder) { newName = String(cString: n) }
-        for pack in before where !pack.packPath.hasSuffix("pack-\(newName).pack") {
-            unlink(pack.indexPath)
-            unlink(pack.packPath)
+        guard let pack = try writeHistoryPack(from: tips) else { return nil }
+        for old in before where old.packPath != pack.packPath {
+            unlink(old.indexPath)
+            unlink(old.packPath)
+            unlink(String(old.packPath.dropLast(5)) + ".rev")
         }
         removeLooseObjects(olderThan: cutoff)
         try check(refreshObjectDatabase(), "refresh object database")
-        return packFiles().first { $0.packPath.hasSuffix("pack-\(newName).pack") }
+        return pack
     }
 
     /// Removes loose object files older than `cutoff` (call once a pack holds what is reachable).

@@ -226,7 +226,7 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// The repository's object database (kept for the handle's life).
-    private func objectDatabase() throws -> OpaquePointer {
+    func objectDatabase() throws -> OpaquePointer {
         if let odbPointer { return odbPointer }
         var odb: OpaquePointer?
         try check(git_repository_odb(&odb, pointer), "open object database")

@@ -90,6 +90,18 @@ func bundle(chatID: String, messages n: Int) -> Data {
 
 // `--profile-read`: only read a 10,000-message chat, many times (for a profiler).
 if arguments.contains("--profile-read") {
+    // BENCH_READ_STORE=DIR reads the first chat of an existing store instead (fresh handles).
+    if let dir = ProcessInfo.processInfo.environment["BENCH_READ_STORE"] {
+        for _ in 0..<5 {
+            let store = try Store.open(at: dir, options: { var o = StoreOptions(); o.durable = false; o.workTree = .disabled; return o }())
+            let id = try store.listChats().first!.id
+            let t = now()
+            let count = try store.listMessages(chatID: id).count
+            log("read \(count) messages: \((now() - t) * 1000) ms")
+            store.close()
+        }
+        exit(0)
+    }
     let n = Int(ProcessInfo.processInfo.environment["BENCH_READ_N"] ?? "") ?? 10_000
     let store = try bulkStore()
     try store.load(bundle(chatID: "read", messages: n), name: "bench")
@@ -328,7 +340,18 @@ do {
            "appended in \(String(format: "%.0f", appendTime)) s by 16 writers")
     record("  after compaction (chatsync compact)", Double(report.bytesAfter) / 1_048_576, "MiB", "compaction took \(String(format: "%.1f", compactTime)) s")
     record("  raw JSON bytes of the documents", Double(raw) / 1_048_576, "MiB", "target: after ≤ raw")
+    let path = store.path
     store.close()
+    var times: [Double] = []
+    for _ in 0..<3 {
+        let reader = try Store.open(at: path, options: { var o = StoreOptions(); o.durable = false; o.workTree = .disabled; return o }())
+        let t = now()
+        let count = try reader.listMessages(chatID: chat.id).count
+        times.append(now() - t)
+        precondition(count == n)
+        reader.close()
+    }
+    record("  read the \(n)-message chat after compaction (median of 3, fresh handle)", median(times) * 1000, "ms", "deltas cost reads")
 }
 
 }
