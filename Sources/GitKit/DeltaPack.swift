@@ -224,8 +224,8 @@ private final class PackSink {
     }
 
     /// Writes the header's object count, then the checksum of the whole file after it; returns
-    /// the checksum.
-    func finish(count: Int, durable: Bool) throws -> [UInt8] {
+    /// the checksum. (`install` fsyncs the file.)
+    func finish(count: Int) throws -> [UInt8] {
         try flush()
         let header = PackFormat.packHeader(count: count)
         guard header.withUnsafeBytes({ pwrite(fd, $0.baseAddress!, $0.count, 0) }) == header.count,
@@ -249,9 +249,6 @@ private final class PackSink {
         let checksum = hasher.finish()
         try checksum.withUnsafeBytes { try writeAll($0) }
         fchmod(fd, 0o444)
-        if durable && fsync(fd) != 0 {
-            throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "fsync \(path)")
-        }
         finished = true
         return checksum
     }
@@ -444,7 +441,7 @@ extension Repository {
             }
         }
         guard !entries.isEmpty else { return nil }
-        let checksum = try sink.finish(count: entries.count, durable: durable)
+        let checksum = try sink.finish(count: entries.count)
         return try install(packTemp: sink.path, indexBytes: PackFormat.index(entries, packChecksum: checksum),
                            count: entries.count, checksum: checksum, durable: durable)
     }

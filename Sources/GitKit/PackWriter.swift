@@ -197,9 +197,9 @@ enum PackFormat {
     }
 }
 
-/// Writes a file in pieces under a temporary name in `dir`, fsyncs it when asked, and returns
-/// the temporary path (the caller renames it into place).
-private func writeTemporary(in dir: String, prefix: String, fsync durable: Bool, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
+/// Writes a file in pieces under a temporary name in `dir` and returns the temporary path (the
+/// caller fsyncs it and renames it into place: see `install`).
+private func writeTemporary(in dir: String, prefix: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
     var template = Array((dir + "/" + prefix + "XXXXXX").utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
     guard fd >= 0 else { throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "create a file in \(dir)") }
@@ -221,32 +221,55 @@ private func writeTemporary(in dir: String, prefix: String, fsync durable: Bool,
         }
     }
     fchmod(fd, 0o444)
-    if durable && fsync(fd) != 0 {
-        throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "fsync \(path)")
-    }
     ok = true
     return path
 }
 
-private func fsyncDirectory(_ dir: String) {
+private func fsyncDirectory(_ dir: String) throws {
     let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
-    guard fd >= 0 else { return }
-    _ = fsync(fd)
+    guard fd >= 0, fsync(fd) == 0 else {
+        let message = String(cString: strerror(errno))
+        if fd >= 0 { close(fd) }
+        throw GitError(code: -1, message: message, operation: "fsync \(dir)")
+    }
     close(fd)
 }
 
+/// Fsyncs files (all of them before any is renamed into place).
+private func fsyncFiles(_ paths: [String]) throws {
+    for path in paths {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0, fsync(fd) == 0 else {
+            let message = String(cString: strerror(errno))
+            if fd >= 0 { close(fd) }
+            throw GitError(code: -1, message: message, operation: "fsync \(path)")
+        }
+        close(fd)
+    }
+}
+
 extension Repository {
-    /// Puts a pack and its index in place: the pack first, then the index (readers find packs
-    /// by their index, so they never see half of one). Fsyncs the folder when `durable`.
+    /// Puts a pack (written, not yet fsynced, to `packTemp`) and its index in place: when
+    /// `durable`, both files are fsynced before either is renamed, and the folder after. The pack is renamed first, then the index (readers find packs by their index, so
+    /// they never see half of one).
     func install(packTemp: String, indexBytes: [UInt8], count: Int, checksum: [UInt8], durable: Bool) throws -> PackFile {
         let dir = packDirectory
         let name = dir + "/pack-" + checksum.map { String(format: "%02x", $0) }.joined()
         let indexTemp: String
         do {
-            indexTemp = try writeTemporary(in: dir, prefix: "tmp_idx_", fsync: durable) { write in try indexBytes.withUnsafeBytes(write) }
+            indexTemp = try writeTemporary(in: dir, prefix: "tmp_idx_") { write in try indexBytes.withUnsafeBytes(write) }
         } catch {
             unlink(packTemp)
             throw error
+        }
+        if durable {
+            do {
+                try fsyncFiles([packTemp, indexTemp])
+            } catch {
+                unlink(packTemp)
+                unlink(indexTemp)
+                throw error
+            }
         }
         guard rename(packTemp, name + ".pack") == 0, rename(indexTemp, name + ".idx") == 0 else {
             let message = String(cString: strerror(errno))
@@ -254,7 +277,7 @@ extension Repository {
             unlink(indexTemp)
             throw GitError(code: -1, message: message, operation: "install pack \(name)")
         }
-        if durable { fsyncDirectory(dir) }
+        if durable { try fsyncDirectory(dir) }
         return PackFile(packPath: name + ".pack", objectCount: count, isKept: false)
     }
 
@@ -276,7 +299,7 @@ extension Repository {
         var h = SHA1Hasher()
         h.update(body)
         let checksum = h.finish()
-        let temp = try writeTemporary(in: packDirectory, prefix: "tmp_pack_", fsync: durable) { write in
+        let temp = try writeTemporary(in: packDirectory, prefix: "tmp_pack_") { write in
             try body.withUnsafeBytes(write)
             try checksum.withUnsafeBytes(write)
         }
@@ -306,7 +329,7 @@ extension Repository {
         var checksum: [UInt8] = []
         let temp: String
         do {
-            temp = try writeTemporary(in: packDirectory, prefix: "tmp_pack_", fsync: durable) { write in
+            temp = try writeTemporary(in: packDirectory, prefix: "tmp_pack_") { write in
                 let header = PackFormat.packHeader(count: union.count)
                 try header.withUnsafeBytes { try write($0); hasher.update($0) }
                 var position = UInt64(header.count)
