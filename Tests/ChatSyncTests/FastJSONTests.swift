@@ -34,6 +34,36 @@ final class FastJSONTests: XCTestCase {
         XCTAssertEqual(m, try DocumentCoding.makeDecoder().decode(ChatMessage.self, from: Data(compact.utf8)))
     }
 
+    /// The quick way messages become bytes gives exactly what the Encodable round trip gives.
+    func testQuickMessageEncodingAgreesWithTheRoundTrip() throws {
+        func roundTrip(_ m: ChatMessage) throws -> Data {
+            let compact = JSONEncoder()
+            compact.outputFormatting = [.sortedKeys]
+            return CanonicalJSON.serialize(try JSONDecoder().decode(JSONValue.self, from: compact.encode(m)))
+        }
+        let t = Timestamp(milliseconds: 1_790_000_000_123)
+        let texts = ["", "hello", "quotes \" backslash \\ tab \t newline \n é ü 中文 😀 \u{1} \u{7F} \u{2028}", String(repeating: "long ", count: 500)]
+        let metadata: [JSONValue] = [.emptyObject, .object(["model": .string("x"), "n": .int(-3), "big": .int(Int64.max), "ok": .bool(false),
+                                                             "list": .array([.null, .string("s"), .object(["z": .int(0), "a": .array([])])])]),
+                                     .object(["f": .double(1.5), "g": .double(2.0)])]
+        var count = 0
+        for (i, text) in texts.enumerated() {
+            for meta in metadata {
+                for userID in [nil, "alice"] {
+                    for updated in [nil, t.adding(milliseconds: 5)] {
+                        let m = ChatMessage(id: "m\(i)", chatID: "chat-1", userID: userID, sequenceOrder: i * 1000 + 1, role: MessageRole.allCases[i % MessageRole.allCases.count],
+                                            content: text, messageMetadata: meta, createdAt: t, updatedAt: updated)
+                        XCTAssertEqual(try DocumentCoding.encode(m), try roundTrip(m), "\(m)")
+                        count += 1
+                    }
+                }
+            }
+        }
+        XCTAssertEqual(count, 48)
+        XCTAssertFalse(metadata[1].containsDouble)
+        XCTAssertTrue(metadata[2].containsDouble)
+    }
+
     func testGivesUpOnAnythingElse() {
         let good = #"{"id":"x","chat_id":"c","sequence_order":1,"role":"user","content":"a","created_at":"2026-11-20T10:00:00.000Z"}"#
         XCTAssertNotNil(fast(good))
