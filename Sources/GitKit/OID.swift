@@ -33,8 +33,9 @@ public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
         var x = a.raw, y = b.raw
         return git_oid_cmp(&x, &y) < 0
     }
+    /// Ids are uniformly random: their first eight bytes hash as well as all twenty.
     public func hash(into hasher: inout Hasher) {
-        withUnsafeBytes(of: raw.id) { hasher.combine(bytes: $0) }
+        hasher.combine(withUnsafeBytes(of: raw.id) { $0.loadUnaligned(as: UInt64.self) })
     }
 }
 

@@ -127,9 +127,33 @@ enum PackFormat {
         return out
     }
 
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var out: [UInt8] = []
+        out.reserveCapacity(bytes.count * 2)
+        for b in bytes {
+            out.append(digits[Int(b >> 4)])
+            out.append(digits[Int(b & 0x0F)])
+        }
+        return String(decoding: out, as: UTF8.self)
+    }
+
+    /// Entries in the order of their ids (by the ids' first eight bytes, then the whole id).
+    static func sortedByID(_ entries: [PackIndexEntry]) -> [PackIndexEntry] {
+        func key(_ e: PackIndexEntry) -> UInt64 {
+            withUnsafeBytes(of: e.oid.raw.id) { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
+        }
+        var keyed = entries.map { (key($0), $0) }
+        keyed.sort { a, b in
+            if a.0 != b.0 { return a.0 < b.0 }
+            return a.1.oid < b.1.oid
+        }
+        return keyed.map(\.1)
+    }
+
     /// The index (version 2) of a pack whose trailing checksum is `packChecksum`.
     static func index(_ unsorted: [PackIndexEntry], packChecksum: [UInt8]) -> [UInt8] {
-        let entries = unsorted.sorted { $0.oid < $1.oid }
+        let entries = sortedByID(unsorted)
         var out = indexSignature + bigEndian32(2)
         out.reserveCapacity(8 + 1024 + entries.count * 28 + 40)
         var fanout = [UInt32](repeating: 0, count: 256)
@@ -254,7 +278,7 @@ extension Repository {
     /// they never see half of one).
     func install(packTemp: String, indexBytes: [UInt8], count: Int, checksum: [UInt8], durable: Bool) throws -> PackFile {
         let dir = packDirectory
-        let name = dir + "/pack-" + checksum.map { String(format: "%02x", $0) }.joined()
+        let name = dir + "/pack-" + PackFormat.hex(checksum)
         let indexTemp: String
         do {
             indexTemp = try writeTemporary(in: dir, prefix: "tmp_idx_") { write in try indexBytes.withUnsafeBytes(write) }

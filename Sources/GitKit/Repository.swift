@@ -378,15 +378,44 @@ public final class Repository: @unchecked Sendable {
         return result
     }
 
+    private static let blobMode = Array("100644".utf8)
+    private static let treeMode = Array("40000".utf8)
+
+    /// git's order of tree entries: by name, a folder's name compared as if it ended with "/".
+    private static func gitOrder(_ a: RawEntry, _ b: RawEntry) -> Bool {
+        a.name.withUnsafeBufferPointer { x in
+            b.name.withUnsafeBufferPointer { y in
+                let n = min(x.count, y.count)
+                var i = 0
+                while i < n {
+                    if x[i] != y[i] { return x[i] < y[i] }
+                    i += 1
+                }
+                // One name ends here: a folder goes on with "/", a file ends (-1).
+                func at(_ name: UnsafeBufferPointer<UInt8>, _ tree: Bool, _ k: Int) -> Int {
+                    k < name.count ? Int(name[k]) : (k == name.count && tree ? 0x2F : -1)
+                }
+                for k in n...(n + 1) {
+                    let p = at(x, a.isTree, k), q = at(y, b.isTree, k)
+                    if p != q { return p < q }
+                    if p == -1 { return false }
+                }
+                return false
+            }
+        }
+    }
+
     /// Applies `node` to the tree `base` (nil: none); returns nil when the result is empty.
     private func build(_ base: OID?, _ node: TreeNode) throws -> OID? {
         var entries = try base.map { try rawEntries($0) } ?? []
+        // A few changes (the usual case: one name per folder) are looked up by a scan.
+        let useIndex = node.children.count > 4
         var index: [[UInt8]: Int] = [:]
-        for (i, e) in entries.enumerated() { index[e.name] = i }
+        if useIndex { for (i, e) in entries.enumerated() { index[e.name] = i } }
         var removed = Set<Int>()
         for (name, child) in node.children {
             let key = Array(name.utf8)
-            let existing = index[key]
+            let existing = useIndex ? index[key] : entries.firstIndex { $0.name == key }
             if let leaf = child.leaf, child.children.isEmpty {
                 switch leaf {
                 case .remove:
@@ -424,16 +453,17 @@ public final class Repository: @unchecked Sendable {
         }
         let kept = entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
         if kept.isEmpty { return nil }
-        // git's order: by name, a folder's name compared as if it ended with "/".
-        let sorted = kept.sorted { a, b in
-            let x = a.isTree ? a.name + [0x2F] : a.name
-            let y = b.isTree ? b.name + [0x2F] : b.name
-            return x.lexicographicallyPrecedes(y)
-        }
+        // git's order: by name, a folder's name compared as if it ended with "/" (kept entries
+        // are in that order already, so this is about one comparison per entry).
+        let sorted = kept.sorted(by: Self.gitOrder)
         var bytes: [UInt8] = []
         bytes.reserveCapacity(sorted.count * 60)
         for e in sorted {
-            bytes += Array(String(e.mode, radix: 8).utf8)
+            switch e.mode {
+            case 0o100644: bytes += Self.blobMode
+            case 0o040000: bytes += Self.treeMode
+            default: bytes += Array(String(e.mode, radix: 8).utf8)
+            }
             bytes.append(0x20)
             bytes += e.name
             bytes.append(0)
@@ -478,6 +508,12 @@ public final class Repository: @unchecked Sendable {
     /// `Name <email> seconds +0000`, with the rules of git_signature_new: surrounding white space
     /// trimmed, no angle brackets or line breaks, a name is required.
     static func signatureLine(_ s: Signature) throws -> String {
+        // The usual case, printable ASCII with nothing to trim, needs no Foundation.
+        func plain(_ t: String) -> Bool {
+            guard let first = t.utf8.first, let last = t.utf8.last, first != 0x20, last != 0x20 else { return false }
+            return t.utf8.allSatisfy { $0 > 0x20 - 1 && $0 < 0x7F && $0 != UInt8(ascii: "<") && $0 != UInt8(ascii: ">") }
+        }
+        if plain(s.name) && (s.email.isEmpty || plain(s.email)) { return "\(s.name) <\(s.email)> \(s.time) +0000" }
         let trim: (String) -> String = { $0.trimmingCharacters(in: .whitespacesAndNewlines) }
         let name = trim(s.name), email = trim(s.email)
         let bad = CharacterSet(charactersIn: "<>\n\r\0")

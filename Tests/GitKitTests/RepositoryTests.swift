@@ -360,6 +360,12 @@ final class RepositoryTests: XCTestCase {
         let (out, code) = try git("cat-file", "-p", "main")
         XCTAssertEqual(code, 0)
         XCTAssertTrue(out.contains("author Ann <ann@example.com> 1700000000 +0000\n"), out)
+        // Plain names take a quicker way to the same line.
+        let d = try repo.createCommit(tree: t, parents: [c], author: Signature(name: "Bob Lee", email: "bob@example.com", time: 1_700_000_001), message: "m")
+        try repo.compareAndSwapReference("refs/heads/main", to: d, expected: c, message: "m")
+        XCTAssertTrue(try git("cat-file", "-p", "main").0.contains("author Bob Lee <bob@example.com> 1700000001 +0000\n"))
+        XCTAssertThrowsError(try repo.createCommit(tree: t, parents: [], author: Signature(name: "Bob>", email: "a@b", time: 1), message: "m"))
+        XCTAssertThrowsError(try repo.createCommit(tree: t, parents: [], author: Signature(name: "Bob", email: "a@\nb", time: 1), message: "m"))
         let (_, fsck) = try git("fsck", "--strict")
         XCTAssertEqual(fsck, 0)
     }
