@@ -339,6 +339,11 @@ do {
     record("store size on disk, \(n) messages of ~600 bytes (one commit each), before compaction", Double(before) / 1_048_576, "MiB",
            "appended in \(String(format: "%.0f", appendTime)) s by 16 writers")
     record("  after compaction (chatsync compact)", Double(report.bytesAfter) / 1_048_576, "MiB", "compaction took \(String(format: "%.1f", compactTime)) s")
+    let (objects, indexBytes) = try store.withRepository { repo in
+        (repo.packFiles().reduce(0) { $0 + $1.objectCount },
+         repo.packFiles().reduce(0) { $0 + ((try? FileManager.default.attributesOfItem(atPath: $1.indexPath)[.size] as? Int) ?? 0) })
+    }
+    record("    of which pack indexes (28 bytes an object)", Double(indexBytes) / 1_048_576, "MiB", "\(objects) objects: \(String(format: "%.1f", Double(objects) / Double(n))) a message")
     record("  raw JSON bytes of the documents", Double(raw) / 1_048_576, "MiB", "target: after ≤ raw")
     let path = store.path
     store.close()

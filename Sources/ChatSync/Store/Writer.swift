@@ -472,6 +472,10 @@ final class WorkTreeFollower: @unchecked Sendable {
     }
 
     private func run() {
+        // The work tree is a mirror of the branch: under load the threads that make commits
+        // come first, and the mirror catches up when they pause (a waiting `flush` still gets
+        // its sync).
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 10)  // on Linux: this thread only
         while true {
             condition.lock()
             while completed == requested && !stopping { condition.wait() }
