@@ -71,6 +71,10 @@ public final class Repository: @unchecked Sendable {
     private var buffered: [PackObject] = []
     /// For the packs this handle writes (set up on first use).
     private(set) lazy var deflater = Deflater()
+    /// The entries of trees this handle built lately, by id (trees never change): the next
+    /// change below the same folders starts from them instead of reading and parsing them.
+    private var builtTrees: [OID: [RawEntry]] = [:]
+    private static let builtTreesLimit = 4096
 
     private func track(_ oid: OID, _ type: git_object_t, _ bytes: [UInt8]) {
         if mempack != nil { buffered.append(PackObject(oid: oid, type: type, bytes: bytes)) }
@@ -407,7 +411,7 @@ public final class Repository: @unchecked Sendable {
 
     /// Applies `node` to the tree `base` (nil: none); returns nil when the result is empty.
     private func build(_ base: OID?, _ node: TreeNode) throws -> OID? {
-        var entries = try base.map { try rawEntries($0) } ?? []
+        var entries = try base.map { try builtTrees[$0] ?? rawEntries($0) } ?? []
         // A few changes (the usual case: one name per folder) are looked up by a scan.
         let useIndex = node.children.count > 4
         var index: [[UInt8]: Int] = [:]
@@ -469,7 +473,10 @@ public final class Repository: @unchecked Sendable {
             bytes.append(0)
             withUnsafeBytes(of: e.oid.id) { bytes += $0 }
         }
-        return try writeObject(bytes, type: GIT_OBJECT_TREE)
+        let oid = try writeObject(bytes, type: GIT_OBJECT_TREE)
+        if builtTrees.count >= Self.builtTreesLimit { builtTrees.removeAll(keepingCapacity: true) }
+        if sorted.count <= 4096 { builtTrees[oid] = sorted }
+        return oid
     }
 
     /// Writes a raw object: into the in-memory pack when one is attached, else through the object database.
@@ -800,6 +807,7 @@ public final class Repository: @unchecked Sendable {
         try check(refreshObjectDatabase(), "refresh object database")
         try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
         buffered.removeAll(keepingCapacity: true)
+        builtTrees.removeAll()
     }
 
     func refreshObjectDatabase() -> Int32 {
@@ -814,5 +822,7 @@ public final class Repository: @unchecked Sendable {
     public func discardBufferedObjects() {
         if let mempack { _ = git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)) }
         buffered.removeAll(keepingCapacity: true)
+        // Trees built here may be gone with the buffer: never build on them from memory.
+        builtTrees.removeAll()
     }
 }
