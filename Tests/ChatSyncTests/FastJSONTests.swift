@@ -97,4 +97,27 @@ final class FastJSONTests: XCTestCase {
             XCTAssertNil(fast(bad), bad)
         }
     }
+
+    /// Chat order is (created_at, id): placed by sequence number when the numbers are exactly
+    /// 1…N in that order, sorted otherwise (numbers missing, repeated, or out of order).
+    func testMessagesComeInChatOrderWhateverTheirNumbers() {
+        let t = Timestamp(milliseconds: 1_790_000_000_000)
+        func m(_ id: String, _ seq: Int, _ ms: Int64) -> ChatMessage {
+            ChatMessage(id: id, chatID: "c", sequenceOrder: seq, role: .user, content: id, createdAt: t.adding(milliseconds: ms))
+        }
+        let inOrder = [m("a", 1, 0), m("b", 2, 5), m("c", 3, 5), m("d", 4, 9)]
+        let expected = inOrder.map(\.id)
+        XCTAssertEqual(Store.sortedInChatOrder(inOrder.shuffled()).map(\.id), expected)
+        XCTAssertEqual(Store.sortedInChatOrder([inOrder[2], inOrder[0], inOrder[3], inOrder[1]]).map(\.id), expected)
+        // Numbers that disagree with the times: the times decide.
+        XCTAssertEqual(Store.sortedInChatOrder([m("x", 1, 50), m("y", 2, 10), m("z", 3, 30)]).map(\.id), ["y", "z", "x"])
+        // Same time: the id decides, whatever the numbers.
+        XCTAssertEqual(Store.sortedInChatOrder([m("b", 1, 0), m("a", 2, 0)]).map(\.id), ["a", "b"])
+        // A gap, a repeat, a number past N.
+        XCTAssertEqual(Store.sortedInChatOrder([m("p", 1, 3), m("q", 3, 1)]).map(\.id), ["q", "p"])
+        XCTAssertEqual(Store.sortedInChatOrder([m("p", 2, 3), m("q", 2, 1)]).map(\.id), ["q", "p"])
+        XCTAssertEqual(Store.sortedInChatOrder([m("p", 1, 3), m("q", 9, 1)]).map(\.id), ["q", "p"])
+        XCTAssertEqual(Store.sortedInChatOrder([]).map(\.id), [])
+        XCTAssertEqual(Store.sortedInChatOrder([m("only", 7, 0)]).map(\.id), ["only"])
+    }
 }

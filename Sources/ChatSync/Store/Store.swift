@@ -257,8 +257,22 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    /// Messages in chat order (created_at, then id), sorting keys rather than whole messages.
+    /// Messages in chat order (created_at, then id). Stored messages are numbered 1…N in that
+    /// order, so they are placed by number in one pass and the order checked in another; when
+    /// the numbers are not exactly 1…N in chat order (a store edited by hand), they are sorted,
+    /// by keys rather than whole messages.
     static func sortedInChatOrder(_ messages: [ChatMessage]) -> [ChatMessage] {
+        let n = messages.count
+        var placed = [Int](repeating: -1, count: n)
+        var numbered = true
+        for (i, m) in messages.enumerated() {
+            let k = m.sequenceOrder - 1
+            guard k >= 0, k < n, placed[k] == -1 else { numbered = false; break }
+            placed[k] = i
+        }
+        if numbered && (n < 2 || (1..<n).allSatisfy({ ChatMessage.inChatOrder(messages[placed[$0 - 1]], messages[placed[$0]]) })) {
+            return placed.map { messages[$0] }
+        }
         let times = messages.map(\.createdAt.milliseconds)
         let order = messages.indices.sorted {
             times[$0] != times[$1] ? times[$0] < times[$1] : messages[$0].id < messages[$1].id
