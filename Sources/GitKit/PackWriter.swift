@@ -82,6 +82,18 @@ public struct BufferedObjects: @unchecked Sendable {
     let objects: [PackObject]
     public var count: Int { objects.count }
     public var isEmpty: Bool { objects.isEmpty }
+
+    init(objects: [PackObject]) { self.objects = objects }
+
+    /// The objects of several takes, each once (for writing them as one pack).
+    public init(combining parts: [BufferedObjects]) {
+        if parts.count == 1 { self = parts[0]; return }
+        var seen = Set<OID>()
+        var all: [PackObject] = []
+        all.reserveCapacity(parts.reduce(0) { $0 + $1.count })
+        for part in parts { for o in part.objects where seen.insert(o.oid).inserted { all.append(o) } }
+        objects = all
+    }
 }
 
 /// An object to write into a pack: its id, type (commit, tree, blob, tag) and raw content.

@@ -67,8 +67,10 @@ final class Writer: @unchecked Sendable {
     private let committerFinished = DispatchSemaphore(value: 0)
     /// How many changes one batch takes at most.
     static let maxBatch = 256
-    /// How many built batches may wait for the committing thread.
-    static let maxInFlight = 2
+    /// How many batches may be built and not yet committed (the one being committed included).
+    /// The committing thread takes every built batch waiting at once and makes them durable
+    /// together, so the changes that came during one commit's fsyncs share the next one's.
+    static let maxInFlight = 4
     /// After this many batches without a pause, the building thread waits for the committing
     /// thread once and empties its memory buffer (under a steady stream it is never idle).
     static let batchesBetweenReleases = 64
@@ -332,51 +334,62 @@ final class Writer: @unchecked Sendable {
             condition.lock()
             while built.isEmpty && !committerStopping { condition.wait() }
             if built.isEmpty { condition.unlock(); committerFinished.signal(); return }
-            let batch = built.removeFirst()
+            // Every batch built so far: each was built on the one before, so they land together.
+            let batches = built
+            built.removeAll()
             let stale = !redo.isEmpty || poisoned
             condition.unlock()
+            let count = batches.count
             if stale {
-                // Built on a batch that did not make it: build it again.
-                finishInFlight { $0.redo.append(batch.changes) }
+                // Built on a batch that did not make it: build them again.
+                finishInFlight(count) { w in for b in batches { w.redo.append(b.changes) } }
                 continue
             }
             do {
-                try commit(batch)
-                for (p, r) in zip(batch.changes, batch.results) { p.finish(r) }
-                // Pack merging happens before the batch counts as done, so that a stopping
+                try commit(batches)
+                for b in batches { for (p, r) in zip(b.changes, b.results) { p.finish(r) } }
+                // Pack merging happens before the batches count as done, so that a stopping
                 // writer never leaves it half way.
                 maybeCompact()
-                finishInFlight { $0.redoRounds = 0 }
+                finishInFlight(count) { $0.redoRounds = 0 }
             } catch let e as GitError where e.isModified || e.isLocked {
                 // Another writer moved the branch (or holds its lock).
-                finishInFlight { $0.redo.append(batch.changes); $0.redoAfterLock = $0.redoAfterLock || e.isLocked }
+                finishInFlight(count) { w in
+                    for b in batches { w.redo.append(b.changes) }
+                    w.redoAfterLock = w.redoAfterLock || e.isLocked
+                }
             } catch {
+                // The first batch's changes fail; the ones built on it are built again.
                 let failure: Error = (error as? ChatSyncError) ?? ChatSyncError.storage("\(error)")
-                for p in batch.changes { p.finish(.failure(failure)) }
-                finishInFlight { $0.poisoned = true }
+                for p in batches[0].changes { p.finish(.failure(failure)) }
+                finishInFlight(count) { w in
+                    for b in batches.dropFirst() { w.redo.append(b.changes) }
+                    w.poisoned = true
+                }
             }
         }
     }
 
-    private func finishInFlight(_ update: (Writer) -> Void) {
+    private func finishInFlight(_ batches: Int, _ update: (Writer) -> Void) {
         condition.lock()
         update(self)
-        inFlight -= 1
+        inFlight -= batches
         condition.broadcast()
         condition.unlock()
     }
 
-    /// Objects first, durable (one pack, fsynced when durable), then the branch.
-    private func commit(_ batch: BuiltBatch) throws {
-        guard let newTip = batch.newTip else { return }
-        try committerRepo.writePack(batch.objects)
-        tagOrigins(batch.tags)
-        try committerRepo.compareAndSwapReference(branchRef, to: newTip, expected: batch.base,
-                                                  message: "chatsync: \(batch.changes.count) change(s)")
+    /// Consecutive batches (each built on the one before): their objects first, durable (one
+    /// pack, fsynced when durable), then the branch, once.
+    private func commit(_ batches: [BuiltBatch]) throws {
+        guard let first = batches.first, let newTip = batches.last(where: { $0.newTip != nil })?.newTip else { return }
+        try committerRepo.writePack(BufferedObjects(combining: batches.map(\.objects)))
+        tagOrigins(batches.flatMap(\.tags))
+        try committerRepo.compareAndSwapReference(branchRef, to: newTip, expected: first.base,
+                                                  message: "chatsync: \(batches.reduce(0) { $0 + $1.changes.count }) change(s)")
         moved()
         if let follower, options.workTree != .disabled {
             // The work tree follows the branch; in synchronous mode the change waits for it.
-            let generation = follower.request(fallbackBaseline: batch.baseTree)
+            let generation = follower.request(fallbackBaseline: first.baseTree)
             if options.workTree == .synchronous { follower.wait(for: generation) }
         }
     }
