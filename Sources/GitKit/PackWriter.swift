@@ -307,9 +307,18 @@ extension Repository {
                 throw error
             }
         }
-        guard rename(packTemp, name + ".pack") == 0, rename(indexTemp, name + ".idx") == 0 else {
+        // A pack of the same name is the same objects (the name is its checksum): it stays.
+        let existed = access(name + ".pack", F_OK) == 0
+        guard rename(packTemp, name + ".pack") == 0 else {
             let message = String(cString: strerror(errno))
             unlink(packTemp)
+            unlink(indexTemp)
+            throw GitError(code: -1, message: message, operation: "install pack \(name)")
+        }
+        guard rename(indexTemp, name + ".idx") == 0 else {
+            // No pack without its index is left behind.
+            let message = String(cString: strerror(errno))
+            if !existed { unlink(name + ".pack") }
             unlink(indexTemp)
             throw GitError(code: -1, message: message, operation: "install pack \(name)")
         }

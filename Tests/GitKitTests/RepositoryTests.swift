@@ -88,6 +88,24 @@ final class RepositoryTests: XCTestCase {
         XCTAssertFalse(try repo.flushObjects())
     }
 
+    /// A pack whose index cannot be put in place is not left behind without it.
+    func testAPackIsNeverLeftWithoutItsIndex() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        let objects = [PackObject(oid: try repo.writeBlob(Data("x".utf8)), type: GIT_OBJECT_BLOB, bytes: Array("x".utf8))]
+        let pack = try repo.writePack(objects, durable: false)
+        unlink(pack.indexPath)
+        unlink(pack.packPath)
+        // The same objects make the same pack name; a folder where its index goes makes the rename fail.
+        XCTAssertEqual(mkdir(pack.indexPath, 0o755), 0)
+        XCTAssertThrowsError(try repo.writePack(objects, durable: true))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: pack.packPath))
+        let leftovers = try FileManager.default.contentsOfDirectory(atPath: repo.packDirectory).filter { $0.hasPrefix("tmp_") }
+        XCTAssertEqual(leftovers, [])
+        rmdir(pack.indexPath)
+        XCTAssertEqual(try repo.writePack(objects, durable: true).packPath, pack.packPath)
+        XCTAssertEqual(repo.packFiles().count, 1)
+    }
+
     func testMergePacksKeepsEveryObject() throws {
         let repo = try Repository.create(at: dir, initialBranch: "main")
         try repo.bufferObjectsInMemory()
