@@ -68,21 +68,21 @@ final class EndToEndTests: XCTestCase {
         let chatID = try XCTUnwrap(chat?["id"]?.stringValue)
 
         // 16 concurrent clients, 100 messages each, to one chat.
-        let failures = try await withThrowingTaskGroup(of: Int.self) { group in
+        let failures = try await withThrowingTaskGroup(of: [String].self) { group in
             for c in 0..<16 {
                 group.addTask {
-                    var bad = 0
+                    var bad: [String] = []
                     for i in 0..<100 {
-                        let (s, _) = try await Self.send("POST", base + "/api/chats/\(chatID)/messages",
-                                                         #"{"role": "user", "content": "client \#(c) message \#(i)"}"#, token: "e2e-token")
-                        if s != 201 { bad += 1 }
+                        let (s, body) = try await Self.send("POST", base + "/api/chats/\(chatID)/messages",
+                                                            #"{"role": "user", "content": "client \#(c) message \#(i)"}"#, token: "e2e-token")
+                        if s != 201 { bad.append("\(s) \(body.map { "\($0)" } ?? "")") }
                     }
                     return bad
                 }
             }
-            return try await group.reduce(0, +)
+            return try await group.reduce([], +)
         }
-        XCTAssertEqual(failures, 0)
+        XCTAssertEqual(failures, [])
         let (_, list) = try await request("GET", base + "/api/chats/\(chatID)/messages", token: "e2e-token")
         guard case .array(let msgs)? = list else { return XCTFail("no list") }
         XCTAssertEqual(msgs.count, 1600)
