@@ -81,12 +81,17 @@ struct DeltaIndex {
                         if m >= Self.window {
                             while i + Self.window <= n {
                                 var bestLength = 0, bestPosition = 0
-                                for k in 0..<2 {
-                                    let p = k == 0 ? copyEnd + (i - copyEndTarget) : copyEnd
-                                    guard p < m else { continue }
+                                /// How many bytes from base position p on equal the target's from i on.
+                                func match(_ p: Int) -> (length: Int, most: Int) {
                                     let most = min(m - p, n - i)
                                     var l = 0
                                     while l < most && b[p + l] == t[i + l] { l += 1 }
+                                    return (l, most)
+                                }
+                                for k in 0..<2 {
+                                    let p = k == 0 ? copyEnd + (i - copyEndTarget) : copyEnd
+                                    guard p < m else { continue }
+                                    let l = match(p).length
                                     if l > bestLength {
                                         bestLength = l
                                         bestPosition = p
@@ -95,9 +100,7 @@ struct DeltaIndex {
                                 var p = bestLength >= 64 ? -1 : Int(heads[Self.hash(t, i, shift)])
                                 var steps = 0
                                 while p >= 0 && steps < Self.maxChain {
-                                    let most = min(m - p, n - i)
-                                    var l = 0
-                                    while l < most && b[p + l] == t[i + l] { l += 1 }
+                                    let (l, most) = match(p)
                                     if l > bestLength {
                                         bestLength = l
                                         bestPosition = p
@@ -188,10 +191,7 @@ private final class PackSink {
     private var finished = false
 
     init(dir: String) throws {
-        var template = Array((dir + "/tmp_pack_XXXXXX").utf8CString)
-        fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
-        guard fd >= 0 else { throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "create a file in \(dir)") }
-        path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        (fd, path) = try createTemporary(in: dir, prefix: "tmp_pack_")
         buffer = PackFormat.packHeader(count: 0)
     }
 
@@ -212,15 +212,7 @@ private final class PackSink {
     }
 
     private func writeAll(_ chunk: UnsafeRawBufferPointer) throws {
-        var done = 0
-        while done < chunk.count {
-            let n = write(fd, chunk.baseAddress! + done, chunk.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "write \(path)")
-            }
-            done += n
-        }
+        try GitKit.writeAll(fd, chunk, path: path)
     }
 
     /// Writes the header's object count, then the checksum of the whole file after it; returns

@@ -233,29 +233,37 @@ enum PackFormat {
     }
 }
 
-/// Writes a file in pieces under a temporary name in `dir` and returns the temporary path (the
-/// caller fsyncs it and renames it into place: see `install`).
-private func writeTemporary(in dir: String, prefix: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
+/// Creates an empty file with a unique name starting with `prefix` in `dir`: its descriptor and path.
+func createTemporary(in dir: String, prefix: String) throws -> (fd: Int32, path: String) {
     var template = Array((dir + "/" + prefix + "XXXXXX").utf8CString)
     let fd = template.withUnsafeMutableBufferPointer { mkstemp($0.baseAddress!) }
     guard fd >= 0 else { throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "create a file in \(dir)") }
-    let path = String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    return (fd, String(decoding: template.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self))
+}
+
+/// Writes all of `chunk` to `fd` (retrying short writes and interruptions).
+func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws {
+    var done = 0
+    while done < chunk.count {
+        let n = write(fd, chunk.baseAddress! + done, chunk.count - done)
+        if n < 0 {
+            if errno == EINTR { continue }
+            throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "write \(path)")
+        }
+        done += n
+    }
+}
+
+/// Writes a file in pieces under a temporary name in `dir` and returns the temporary path (the
+/// caller fsyncs it and renames it into place: see `install`).
+private func writeTemporary(in dir: String, prefix: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
+    let (fd, path) = try createTemporary(in: dir, prefix: prefix)
     var ok = false
     defer {
         close(fd)
         if !ok { unlink(path) }
     }
-    try body { chunk in
-        var done = 0
-        while done < chunk.count {
-            let n = write(fd, chunk.baseAddress! + done, chunk.count - done)
-            if n < 0 {
-                if errno == EINTR { continue }
-                throw GitError(code: -1, message: String(cString: strerror(errno)), operation: "write \(path)")
-            }
-            done += n
-        }
-    }
+    try body { chunk in try writeAll(fd, chunk, path: path) }
     fchmod(fd, 0o444)
     ok = true
     return path
