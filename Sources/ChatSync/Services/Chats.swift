@@ -73,7 +73,7 @@ extension Store {
         try Rules.id(id, "chat_id")
         try perform { tx in
             _ = try tx.require(Chat.self, at: Layout.chat(id), id: id)
-            let users = try self.sessionIndex.sessions(tx).filter { $0.chatID == id }
+            let users = try self.sessionIndex.sessions(tx) { $0.chatID == id }
             if !users.isEmpty {
                 throw ChatSyncError.conflict("chat \(id) is used by session(s) \(users.map(\.id).sorted().joined(separator: ", ")); delete or re-point them first")
             }

@@ -127,7 +127,7 @@ extension Store {
         try perform { tx in
             _ = try tx.require(Mission.self, at: Layout.mission(id), id: id)
             let hopIDs = Set(try tx.names(in: Layout.hopsDir(id)))
-            for var s in try self.sessionIndex.sessions(tx) where s.missionID == id {
+            for var s in try self.sessionIndex.sessions(tx, where: { $0.missionID == id }) {
                 s.missionID = nil
                 s.updatedAt = tx.now
                 try tx.put(s, at: Layout.session(s.id))

@@ -24,8 +24,7 @@ extension Store {
         return try perform { tx in
             guard try !tx.exists(Layout.session(id)) else { throw ChatSyncError.conflict("session \(id) already exists") }
             if let missionID { _ = try tx.require(Mission.self, at: Layout.mission(missionID), id: missionID) }
-            let all = try self.sessionIndex.sessions(tx)
-            let mine = all.filter { $0.userID == userID }
+            let mine = try self.sessionIndex.sessions(tx) { $0.userID == userID }
             let sessionName = name ?? "Session \(mine.count + 1)"
             let chat: String
             if let chatID {
@@ -62,8 +61,7 @@ extension Store {
     /// Sessions, most recently active first, filtered by user and status.
     public func listSessions(userID: String? = nil, status: SessionStatus? = nil) throws -> [UserSession] {
         try read { snap in
-            try self.sessionIndex.sessions(snap)
-                .filter { (userID == nil || $0.userID == userID) && (status == nil || $0.status == status) }
+            try self.sessionIndex.sessions(snap) { (userID == nil || $0.userID == userID) && (status == nil || $0.status == status) }
                 .sorted { ($0.lastActivityAt, $0.id) > ($1.lastActivityAt, $1.id) }
         }
     }
@@ -73,8 +71,7 @@ extension Store {
     public func activeSession(userID: String) throws -> UserSession? {
         try Rules.userID(userID, "user_id")
         return try perform { tx -> UserSession? in
-            let active = try self.sessionIndex.sessions(tx)
-                .filter { $0.userID == userID && $0.status == .active }
+            let active = try self.sessionIndex.sessions(tx) { $0.userID == userID && $0.status == .active }
                 .max { ($0.lastActivityAt, $0.id) < ($1.lastActivityAt, $1.id) }
             guard var s = active else { return nil }
             s.lastActivityAt = max(tx.now, s.lastActivityAt)
@@ -148,7 +145,11 @@ extension Store {
             var report = CleanupReport(abandoned: [], archived: [])
             let idleCut = tx.now.adding(milliseconds: -Int64(idleAfter * 1000))
             let archiveCut = tx.now.adding(milliseconds: -Int64(archiveAfter * 1000))
-            for var s in try self.sessionIndex.sessions(tx).sorted(by: { $0.id < $1.id }) {
+            let due = try self.sessionIndex.sessions(tx) {
+                ($0.status == .active && $0.lastActivityAt < idleCut)
+                    || (($0.status == .completed || $0.status == .abandoned) && $0.updatedAt < archiveCut)
+            }
+            for var s in due.sorted(by: { $0.id < $1.id }) {
                 if s.status == .active && s.lastActivityAt < idleCut {
                     s.status = .abandoned
                     s.updatedAt = tx.now

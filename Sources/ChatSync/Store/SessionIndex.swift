@@ -1,79 +1,182 @@
 import Foundation
 import GitKit
 
-/// The sessions of the `sessions/` folder, kept in memory and brought up to date by comparing
-/// trees, so that listing a user's sessions by status, or finding a user's active session,
-/// does not read every session document. Keyed by the folder's tree id, it is a fact about
-/// that tree: it never disagrees with the commit it is asked about, whoever made the commit
-/// (this process, another one, a plain `git pull`). Missing (a new handle) it is built from
-/// git; stale, it reads only the documents that changed since.
+/// What the session index keeps of a session: the fields sessions are looked up by.
+struct SessionKey: Sendable, Equatable {
+    var id: String
+    var userID: String
+    var status: SessionStatus
+    var chatID: String
+    var missionID: String?
+    var lastActivityAt: Timestamp
+    var updatedAt: Timestamp
+
+    init(_ s: UserSession) {
+        id = s.id; userID = s.userID; status = s.status; chatID = s.chatID; missionID = s.missionID
+        lastActivityAt = s.lastActivityAt; updatedAt = s.updatedAt
+    }
+
+    init(id: String, userID: String, status: SessionStatus, chatID: String, missionID: String?,
+         lastActivityAt: Timestamp, updatedAt: Timestamp) {
+        self.id = id; self.userID = userID; self.status = status; self.chatID = chatID; self.missionID = missionID
+        self.lastActivityAt = lastActivityAt; self.updatedAt = updatedAt
+    }
+}
+
+/// The sessions of the `sessions/` folder by their lookup fields, so that listing a user's
+/// sessions by status, finding a user's active session, or the sessions of a chat or a mission,
+/// reads only the documents that match.
+///
+/// The index is a fact about one tree of the `sessions/` folder (its id is the key), so it never
+/// disagrees with the commit it is asked about, whoever made that commit (this process, another
+/// one, a plain `git pull`): when the branch shows another tree, only the documents that differ
+/// between the two trees are read. It lives in memory and, for the next process, in
+/// `.git/chatsync/sessions-index` (a cache: written whole and renamed into place; missing,
+/// unreadable or about a tree this repository does not have, it is built again from git).
 final class SessionIndex: @unchecked Sendable {
+    struct Entry: Sendable { var blob: OID; var key: SessionKey }
+
     private let lock = NSLock()
+    /// Where the index is kept between processes; nil: in memory only.
+    private let file: String?
     private var tree: OID?
     private var built = false
-    private var byPath: [String: UserSession] = [:]
+    private var byPath: [String: Entry] = [:]
+    /// Full sessions already decoded, by blob id (only blobs of the current table are kept).
+    private var documents: [OID: UserSession] = [:]
+    /// Changed documents applied since the file was last written (or read).
+    private var unsaved = 0
+    /// The file is rewritten once this many documents changed since it was written.
+    static let saveAfter = 32
 
     /// How many session documents the index has decoded (for tests: a rescan shows).
     private(set) var decoded = 0
+    /// How many times the file was written, and read (for tests).
+    private(set) var saves = 0
+    private(set) var loads = 0
 
-    /// Every session of the snapshot.
-    func sessions(_ snap: Snapshot) throws -> [UserSession] {
-        Array(try table(snap).values)
+    init(file: String? = nil) { self.file = file }
+
+    /// The sessions of the snapshot whose key matches (every session by default).
+    func sessions(_ snap: Snapshot, where match: (SessionKey) -> Bool = { _ in true }) throws -> [UserSession] {
+        let table = try self.table(snap)
+        return try table.values.filter { match($0.key) }.map { try document($0, snap) }
     }
 
-    /// Every session as a change leaves them (the index of its base, then its own edits).
-    func sessions(_ tx: Transaction) throws -> [UserSession] {
+    /// The sessions whose key matches as a change leaves them (the index of its base, then its own edits).
+    func sessions(_ tx: Transaction, where match: (SessionKey) -> Bool = { _ in true }) throws -> [UserSession] {
         guard let edits = try tx.edits(under: Layout.sessionsDir) else {
-            return try tx.shardedDocuments(UserSession.self, in: Layout.sessionsDir)
+            return try tx.shardedDocuments(UserSession.self, in: Layout.sessionsDir).filter { match(SessionKey($0)) }
         }
-        // A change's base may be a commit still in the writer's memory (the batch before it is
-        // not on the branch yet); a reader that cannot see that tree reads everything once.
-        var table = try self.table(tx.base)
+        var edited: [String: UserSession?] = [:]
         for (path, data) in edits {
-            table[String(path.dropFirst(Layout.sessionsDir.count + 1))] = try data.map { try decode($0, path, tx.decoder) }
+            edited[relative(path)] = try data.map { try decode($0, path, tx.decoder) }
         }
-        return Array(table.values)
+        let table = try self.table(tx.base)
+        var out: [UserSession] = []
+        for (path, entry) in table where edited[path] == nil && match(entry.key) {
+            out.append(try document(entry, tx.base))
+        }
+        for case let (_, s?) in edited where match(SessionKey(s)) { out.append(s) }
+        return out
     }
 
-    private func table(_ snap: Snapshot) throws -> [String: UserSession] {
+    private func relative(_ path: String) -> String { String(path.dropFirst(Layout.sessionsDir.count + 1)) }
+
+    /// The full session of an entry: decoded before, or read from its blob now.
+    private func document(_ entry: Entry, _ snap: Snapshot) throws -> UserSession {
+        lock.lock()
+        let known = documents[entry.blob]
+        lock.unlock()
+        if let known { return known }
+        let s = try snap.repo.withBlob(entry.blob) { try decode(Data($0), "sessions/\(entry.key.id)", snap.decoder) }
+        lock.lock()
+        documents[entry.blob] = s
+        decoded += 1
+        lock.unlock()
+        return s
+    }
+
+    private func table(_ snap: Snapshot) throws -> [String: Entry] {
         let current = try snap.oid(at: Layout.sessionsDir)
         lock.lock()
-        let (known, wasBuilt, table) = (tree, built, byPath)
+        var (known, wasBuilt, table) = (tree, built, byPath)
         lock.unlock()
         if wasBuilt && known == current { return table }
-        var updated = wasBuilt ? table : [:]
-        var count = 0
+        var fromFile = false
+        if !wasBuilt, let saved = load() {
+            (known, table, wasBuilt, fromFile) = (saved.tree, saved.table, true, true)
+            if known == current {
+                install(current, table, [:], changed: 0)
+                return table
+            }
+        }
+        var fresh: [OID: UserSession] = [:]
+        var changed = 0
+        var rebuilt = false
         if let current {
             // The changes since the tree the index shows; nil (read everything) when there is no
-            // such tree, or this handle cannot compare with it.
+            // such tree, or this repository cannot compare with it.
             let changes: [TreeChange]? = wasBuilt ? (known.map { try? snap.repo.diff(from: $0, to: current) } ?? nil) : nil
             if let changes {
                 for change in changes where change.path.hasSuffix(".json") {
                     if change.status == .deleted || change.newOID == nil {
-                        updated[change.path] = nil
+                        table[change.path] = nil
                     } else {
-                        updated[change.path] = try snap.repo.withBlob(change.newOID!) { try decode(Data($0), change.path, snap.decoder) }
-                        count += 1
+                        let blob = change.newOID!
+                        let s = try snap.repo.withBlob(blob) { try decode(Data($0), change.path, snap.decoder) }
+                        table[change.path] = Entry(blob: blob, key: SessionKey(s))
+                        fresh[blob] = s
                     }
+                    changed += 1
                 }
             } else {
-                updated = [:]
-                for (path, oid) in try snap.blobs(under: current, prefix: Layout.sessionsDir) where path.hasSuffix(".json") {
-                    let relative = String(path.dropFirst(Layout.sessionsDir.count + 1))
-                    updated[relative] = try snap.repo.withBlob(oid) { try decode(Data($0), path, snap.decoder) }
-                    count += 1
+                table = [:]
+                for (path, blob) in try snap.blobs(under: current, prefix: Layout.sessionsDir) where path.hasSuffix(".json") {
+                    let s = try snap.repo.withBlob(blob) { try decode(Data($0), path, snap.decoder) }
+                    table[relative(path)] = Entry(blob: blob, key: SessionKey(s))
+                    fresh[blob] = s
                 }
+                rebuilt = true
             }
         } else {
-            updated = [:]
+            table = [:]
+            rebuilt = !fromFile && !wasBuilt
         }
+        let save = install(current, table, fresh, changed: rebuilt ? Self.saveAfter : changed)
+        if save { self.save(current, table) }
+        return table
+    }
+
+    /// Makes `table` the index of `current`; true when the file is due to be written.
+    @discardableResult
+    private func install(_ current: OID?, _ table: [String: Entry], _ fresh: [OID: UserSession], changed: Int) -> Bool {
         lock.lock()
+        defer { lock.unlock() }
         tree = current
         built = true
-        byPath = updated
-        decoded += count
+        byPath = table
+        decoded += fresh.count
+        if documents.count + fresh.count > 2 * table.count + 64 {
+            // Drop what no entry points at any more.
+            let live = Set(table.values.map(\.blob))
+            documents = documents.filter { live.contains($0.key) }
+        }
+        documents.merge(fresh) { a, _ in a }
+        unsaved += changed
+        guard file != nil, unsaved >= Self.saveAfter else { return false }
+        unsaved = 0
+        return true
+    }
+
+    /// Writes the file when the index moved since it was last written (a handle closing).
+    func flush() {
+        lock.lock()
+        let due = file != nil && built && unsaved > 0
+        let (current, table) = (tree, byPath)
+        if due { unsaved = 0 }
         lock.unlock()
-        return updated
+        if due { save(current, table) }
     }
 
     private func decode(_ data: Data, _ path: String, _ decoder: JSONDecoder) throws -> UserSession {
@@ -82,5 +185,111 @@ final class SessionIndex: @unchecked Sendable {
         } catch {
             throw ChatSyncError.badStore("\(path) is not a valid \(UserSession.kind.rawValue) document: \(describeDecodingError(error))")
         }
+    }
+
+    // MARK: The file
+
+    /// `chatsync session index 1`, `tree <hex>` (or `tree none`), `count <n>`, then one line per
+    /// session: path in `sessions/`, blob, id, user_id, status, chat_id, mission_id (empty when
+    /// none), last_activity_at and updated_at in milliseconds, separated by tabs (`\`, tab and
+    /// line breaks in a user id escaped as `\\`, `\t`, `\n`, `\r`); last `end`.
+    static let header = "chatsync session index 1"
+
+    private func save(_ tree: OID?, _ table: [String: Entry]) {
+        guard let file else { return }
+        var text = Self.header + "\ntree " + (tree?.hex ?? "none") + "\ncount \(table.count)\n"
+        text.reserveCapacity(table.count * 160)
+        for (path, e) in table {
+            let k = e.key
+            text += path + "\t" + e.blob.hex + "\t" + k.id + "\t" + Self.escape(k.userID) + "\t" + k.status.rawValue + "\t"
+                + k.chatID + "\t" + (k.missionID ?? "") + "\t" + String(k.lastActivityAt.milliseconds) + "\t"
+                + String(k.updatedAt.milliseconds) + "\n"
+        }
+        text += "end\n"
+        let dir = (file as NSString).deletingLastPathComponent
+        try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // A cache: written whole to a temporary file and renamed, so a reader sees the old file
+        // or the new one; a file lost in a crash is rebuilt from git.
+        if (try? Data(text.utf8).write(to: URL(fileURLWithPath: file), options: .atomic)) != nil {
+            lock.lock()
+            saves += 1
+            lock.unlock()
+        }
+    }
+
+    /// The saved index, or nil when there is none or it cannot be trusted whole.
+    private func load() -> (tree: OID?, table: [String: Entry])? {
+        guard let file, let data = FileManager.default.contents(atPath: file) else { return nil }
+        guard let text = String(data: data, encoding: .utf8) else { return nil }
+        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)[...]
+        guard lines.popFirst() == Substring(Self.header),
+              let treeLine = lines.popFirst(), treeLine.hasPrefix("tree "),
+              let countLine = lines.popFirst(), countLine.hasPrefix("count "),
+              let count = Int(countLine.dropFirst(6)), count >= 0,
+              lines.count == count + 2, lines[lines.endIndex - 2] == "end", lines.last == ""
+        else { return nil }
+        let treeText = String(treeLine.dropFirst(5))
+        let tree: OID?
+        if treeText == "none" { tree = nil } else {
+            guard let t = OID(hex: treeText) else { return nil }
+            tree = t
+        }
+        var table: [String: Entry] = [:]
+        table.reserveCapacity(count)
+        for line in lines.prefix(count) {
+            let f = line.split(separator: "\t", omittingEmptySubsequences: false)
+            guard f.count == 9, let blob = OID(hex: String(f[1])), let user = Self.unescape(f[3]),
+                  let status = SessionStatus(rawValue: String(f[4])),
+                  let active = Int64(f[7]), let updated = Int64(f[8]),
+                  !f[0].isEmpty, !f[2].isEmpty, !f[5].isEmpty
+            else { return nil }
+            let key = SessionKey(id: String(f[2]), userID: user, status: status, chatID: String(f[5]),
+                                 missionID: f[6].isEmpty ? nil : String(f[6]),
+                                 lastActivityAt: Timestamp(milliseconds: active), updatedAt: Timestamp(milliseconds: updated))
+            table[String(f[0])] = Entry(blob: blob, key: key)
+        }
+        guard table.count == count else { return nil }
+        lock.lock()
+        loads += 1
+        lock.unlock()
+        return (tree, table)
+    }
+
+    static func escape(_ s: String) -> String {
+        guard s.utf8.contains(where: { $0 == 92 || $0 == 9 || $0 == 10 || $0 == 13 }) else { return s }
+        var out = ""
+        for c in s.unicodeScalars {
+            switch c {
+            case "\\": out += "\\\\"
+            case "\t": out += "\\t"
+            case "\n": out += "\\n"
+            case "\r": out += "\\r"
+            default: out.unicodeScalars.append(c)
+            }
+        }
+        return out
+    }
+
+    static func unescape(_ s: Substring) -> String? {
+        guard s.utf8.contains(92) else { return String(s) }
+        var out = ""
+        var escaped = false
+        for c in s.unicodeScalars {
+            if escaped {
+                switch c {
+                case "\\": out += "\\"
+                case "t": out += "\t"
+                case "n": out += "\n"
+                case "r": out += "\r"
+                default: return nil
+                }
+                escaped = false
+            } else if c == "\\" {
+                escaped = true
+            } else {
+                out.unicodeScalars.append(c)
+            }
+        }
+        return escaped ? nil : out
     }
 }

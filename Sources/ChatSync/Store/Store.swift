@@ -56,7 +56,7 @@ public final class Store: @unchecked Sendable {
     let branchRef: String
     let summaries = SummaryCache()
     /// The sessions of the branch, by the tree they were read from (see `SessionIndex`).
-    let sessionIndex = SessionIndex()
+    let sessionIndex: SessionIndex
     /// Where the commits this process put on the branch came from (for the watch stream).
     let origins = OriginLog()
     let bell = CommitBell()
@@ -69,6 +69,7 @@ public final class Store: @unchecked Sendable {
         self.options = options
         self.gitDir = gitDir
         branchRef = "refs/heads/" + options.branch
+        sessionIndex = SessionIndex(file: gitDir + "chatsync/sessions-index")
         follower = try WorkTreeFollower(path: path, gitDir: gitDir, options: options)
         let origins = self.origins, bell = self.bell
         writer = try Writer(path: path, options: options, summaries: summaries, follower: follower,
@@ -126,6 +127,7 @@ public final class Store: @unchecked Sendable {
     public func close() {
         writer.stop()
         follower.stop()
+        sessionIndex.flush()
     }
 
     /// Waits until the work tree and index show the branch's tip as it is now (they follow it
