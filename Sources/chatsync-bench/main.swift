@@ -319,11 +319,9 @@ do {
     record("  baseline: reading every session document", (now() - t) * 1000, "ms", "what each look cost before the index")
     store.close()
     // The next process (a CLI command, a restarted server) starts from the index the last one saved.
-    var o = store.options
-    o.workTree = .disabled
     var next: [Double] = []
     for _ in 0..<5 {
-        let reopened = try Store.open(at: store.path, options: o)
+        let reopened = try Store.open(at: store.path, options: store.options)
         t = now()
         _ = try reopened.listSessions(userID: "u7", status: .active)
         next.append(now() - t)

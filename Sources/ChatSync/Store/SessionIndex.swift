@@ -10,16 +10,12 @@ struct SessionKey: Sendable, Equatable {
     var missionID: String?
     var lastActivityAt: Timestamp
     var updatedAt: Timestamp
+}
 
+extension SessionKey {
     init(_ s: UserSession) {
-        id = s.id; userID = s.userID; status = s.status; chatID = s.chatID; missionID = s.missionID
-        lastActivityAt = s.lastActivityAt; updatedAt = s.updatedAt
-    }
-
-    init(id: String, userID: String, status: SessionStatus, chatID: String, missionID: String?,
-         lastActivityAt: Timestamp, updatedAt: Timestamp) {
-        self.id = id; self.userID = userID; self.status = status; self.chatID = chatID; self.missionID = missionID
-        self.lastActivityAt = lastActivityAt; self.updatedAt = updatedAt
+        self.init(id: s.id, userID: s.userID, status: s.status, chatID: s.chatID, missionID: s.missionID,
+                  lastActivityAt: s.lastActivityAt, updatedAt: s.updatedAt)
     }
 }
 
@@ -103,9 +99,8 @@ final class SessionIndex: @unchecked Sendable {
         var (known, wasBuilt, table) = (tree, built, byPath)
         lock.unlock()
         if wasBuilt && known == current { return table }
-        var fromFile = false
         if !wasBuilt, let saved = load() {
-            (known, table, wasBuilt, fromFile) = (saved.tree, saved.table, true, true)
+            (known, table, wasBuilt) = (saved.tree, saved.table, true)
             if known == current {
                 install(current, table, [:], changed: 0)
                 return table
@@ -141,7 +136,7 @@ final class SessionIndex: @unchecked Sendable {
             }
         } else {
             table = [:]
-            rebuilt = !fromFile && !wasBuilt
+            rebuilt = !wasBuilt
         }
         let save = install(current, table, fresh, changed: rebuilt ? Self.saveAfter : changed)
         if save { self.save(current, table) }
@@ -210,7 +205,7 @@ final class SessionIndex: @unchecked Sendable {
         try? FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
         // A cache: written whole to a temporary file and renamed, so a reader sees the old file
         // or the new one; a file lost in a crash is rebuilt from git.
-        if (try? Data(text.utf8).write(to: URL(fileURLWithPath: file), options: .atomic)) != nil {
+        if (try? writeFileAtomically(Data(text.utf8), to: file)) != nil {
             lock.lock()
             saves += 1
             lock.unlock()
