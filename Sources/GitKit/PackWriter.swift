@@ -8,10 +8,11 @@ import Glibc
 // version 2 with an index of version 2). libgit2's pack builder searches for deltas and then
 // runs its indexer over the result, inflating and hashing every object again; for a batch of a
 // few small objects, and for merging packs, neither is needed:
-// - a batch's objects are deflated once and written whole (no deltas; `compact` adds them);
+// - a batch's objects are written whole and stored, not deflated (no deltas; `compact` adds
+//   them): deflating is the largest cost of writing a small object, and it waits for later;
 // - packs are merged by copying their entries byte for byte (an entry's delta base is named by
 //   id or by an offset relative to the entry, both still right in the merged pack) and
-//   shifting the offsets in the index.
+//   shifting the offsets in the index; a stored entry is deflated then, once.
 
 /// SHA-1, from mbedtls (a dependency of Debian's libgit2-dev).
 struct SHA1Hasher {
@@ -43,7 +44,7 @@ final class Deflater {
     private var ready = false
 
     init(level: Int32 = 1) {
-        ready = chatsync_deflate_init(&stream, level) == Z_OK
+        ready = chatsync_deflate_init(&stream, level, 15, 8) == Z_OK
     }
 
     deinit { if ready { deflateEnd(&stream) } }
@@ -67,6 +68,67 @@ final class Deflater {
         let written = bound - Int(stream.avail_out)
         output.removeLast(bound - written)
         return written
+    }
+}
+
+/// A zlib stream of stored (uncompressed) deflate blocks: what a batch's pack holds. Deflating
+/// even at zlib's fastest level costs about 10 µs for a small object, more than everything
+/// else the committing thread does for it; merging packs deflates the entries instead
+/// (`Repository.concatenatePacks`), off the path of a change.
+enum StoredZlib {
+    /// Appends `input` as a zlib stream (RFC 1950) of stored blocks (RFC 1951, 3.2.4).
+    static func append(_ input: [UInt8], to out: inout [UInt8]) {
+        out.reserveCapacity(out.count + input.count + 6 + 5 * (input.count / 65_535 + 1))
+        out.append(0x78)
+        out.append(0x01)
+        var start = 0
+        repeat {
+            let n = min(65_535, input.count - start)
+            out.append(start + n == input.count ? 1 : 0)
+            out.append(UInt8(n & 0xFF))
+            out.append(UInt8(n >> 8))
+            out.append(UInt8(~n & 0xFF))
+            out.append(UInt8((~n >> 8) & 0xFF))
+            out.append(contentsOf: input[start..<(start + n)])
+            start += n
+        } while start < input.count
+        let sum = input.withUnsafeBufferPointer { adler32(1, $0.baseAddress, uInt($0.count)) }
+        out += PackFormat.bigEndian32(UInt32(sum))
+    }
+
+    /// Whether the zlib stream at `at` starts with a stored block (zlib header, then a block
+    /// header whose type bits are 00).
+    static func startsStored(_ buf: UnsafeRawBufferPointer, at: Int) -> Bool {
+        guard at + 3 <= buf.count else { return false }
+        return buf[at] & 0x0F == 8 && (UInt16(buf[at]) << 8 | UInt16(buf[at + 1])) % 31 == 0
+            && buf[at + 1] & 0x20 == 0 && buf[at + 2] & 0x06 == 0
+    }
+}
+
+/// A zlib inflate stream set up once and reset for each object.
+final class Inflater {
+    private var stream = z_stream()
+    private let ready: Bool
+
+    init() { ready = chatsync_inflate_init(&stream) == Z_OK }
+
+    deinit { if ready { inflateEnd(&stream) } }
+
+    /// The `size` bytes the zlib stream in `input` inflates to, or nil when it does not
+    /// inflate to exactly that many.
+    func inflate(_ input: UnsafeRawBufferPointer, size: Int) -> [UInt8]? {
+        guard ready, inflateReset(&stream) == Z_OK, let base = input.baseAddress else { return nil }
+        var out = [UInt8](repeating: 0, count: max(size, 1))
+        let code: Int32 = out.withUnsafeMutableBufferPointer { dst in
+            stream.next_in = UnsafeMutablePointer(mutating: base.assumingMemoryBound(to: Bytef.self))
+            stream.avail_in = uInt(input.count)
+            stream.next_out = dst.baseAddress
+            stream.avail_out = uInt(size)
+            return CLibgit2.inflate(&stream, Z_FINISH)
+        }
+        guard code == Z_STREAM_END, stream.total_out == uLong(size) else { return nil }
+        if size == 0 { out.removeAll() }
+        return out
     }
 }
 
@@ -108,6 +170,14 @@ enum PackFormat {
     static let indexSignature: [UInt8] = [0xFF, 0x74, 0x4F, 0x63]
 
     static func bigEndian32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
+
+    /// Where the data of the entry at `at` starts (after its type-and-size header; for a
+    /// delta, that is where its base's offset or id starts).
+    static func dataStart(_ buf: UnsafeRawBufferPointer, at: Int) -> Int {
+        var i = at
+        while i < buf.count && buf[i] & 0x80 != 0 { i += 1 }
+        return i + 1
+    }
 
     static func packHeader(count: Int) -> [UInt8] { packSignature + bigEndian32(2) + bigEndian32(UInt32(count)) }
 
@@ -334,18 +404,19 @@ extension Repository {
         return PackFile(packPath: name + ".pack", objectCount: count, isKept: false)
     }
 
-    /// Writes `objects` as one pack (each object deflated whole, no deltas) and its index.
+    /// Writes `objects` as one pack (each object whole and stored, not deflated: see
+    /// `StoredZlib`; no deltas) and its index.
     @discardableResult
     func writePack(_ objects: [PackObject], durable: Bool) throws -> PackFile {
-        let deflater = self.deflater
         var entries: [PackIndexEntry] = []
         entries.reserveCapacity(objects.count)
         var body: [UInt8] = PackFormat.packHeader(count: objects.count)
+        body.reserveCapacity(objects.reduce(12) { $0 + $1.bytes.count + 16 })
         for object in objects {
             let offset = UInt64(body.count)
             let header = PackFormat.entryHeader(type: object.type, size: object.bytes.count)
             body += header
-            _ = try deflater.deflate(object.bytes, into: &body)
+            StoredZlib.append(object.bytes, to: &body)
             let crc = body.withUnsafeBufferPointer { crc32(0, $0.baseAddress! + Int(offset), uInt($0.count - Int(offset))) }
             entries.append(PackIndexEntry(oid: object.oid, crc: UInt32(crc), offset: offset))
         }
@@ -359,8 +430,26 @@ extension Repository {
         return try install(packTemp: temp, indexBytes: PackFormat.index(entries, packChecksum: checksum), count: entries.count, checksum: checksum, durable: durable)
     }
 
-    /// Merges packs by copying their entries into one new pack (no inflating, no delta search),
-    /// then removes them. An object in more than one of them is copied once: the extra copies
+    /// A whole object's entry (`entry`: its header, then its zlib stream) whose stream is
+    /// stored, deflated; nil when it is not stored or deflating does not make it smaller.
+    private func deflatedEntry(_ entry: UnsafeRawBufferPointer, inflater: Inflater, deflater: Deflater) throws -> [UInt8]? {
+        let start = PackFormat.dataStart(entry, at: 0)
+        guard StoredZlib.startsStored(entry, at: start), (1...4).contains((entry[0] >> 4) & 7) else { return nil }
+        var size = Int(entry[0] & 0x0F), shift = 4
+        for i in 1..<start {
+            size |= Int(entry[i] & 0x7F) << shift
+            shift += 7
+        }
+        guard let raw = inflater.inflate(UnsafeRawBufferPointer(rebasing: entry[start...]), size: size) else {
+            throw GitError(code: -1, message: "an entry does not inflate to its size", operation: "merge packs")
+        }
+        var out = Array(entry[0..<start])
+        let written = try deflater.deflate(raw, into: &out)
+        return written < entry.count - start ? out : nil
+    }
+
+    /// Merges packs by copying their entries into one new pack (no delta search; a stored
+    /// entry of a pack without deltas is deflated), then removes them. An object in more than one of them is copied once: the extra copies
     /// are left out of packs without deltas (no entry there refers to another). Returns nil,
     /// changing nothing, when an extra copy is in a pack with deltas.
     public func concatenatePacks(_ packs: [PackFile], durable: Bool = GitRuntime.fsyncEnabled) throws -> PackFile? {
@@ -380,6 +469,7 @@ extension Repository {
         copied.reserveCapacity(union.count)
         var hasher = SHA1Hasher()
         var checksum: [UInt8] = []
+        let inflater = Inflater(), deflater = Deflater()
         let temp: String
         do {
             temp = try writeTemporary(in: packDirectory, prefix: "tmp_pack_") { write in
@@ -398,7 +488,12 @@ extension Repository {
                             throw GitError(code: -1, message: "offset out of range", operation: "merge \(source.pack.packPath)")
                         }
                         let duplicates = byOffset.contains { copied.contains($0.oid) }
-                        if !duplicates {
+                        // Types 6 and 7 are deltas (by offset, by id).
+                        let hasDeltas = byOffset.contains { (buf[Int($0.offset)] >> 4) & 7 >= 6 }
+                        // A batch's entries are stored, not deflated: deflated here, once (only
+                        // in packs without deltas, where no entry's size is another's offset).
+                        let stored = !hasDeltas && byOffset.contains { StoredZlib.startsStored(buf, at: PackFormat.dataStart(buf, at: Int($0.offset))) }
+                        if !duplicates && !stored {
                             // Entries run from after the 12-byte header to before the 20-byte checksum.
                             let region = UnsafeRawBufferPointer(rebasing: buf[12..<end])
                             try write(region)
@@ -410,16 +505,22 @@ extension Repository {
                             position += UInt64(end - 12)
                             return
                         }
-                        // Types 6 and 7 are deltas (by offset, by id).
-                        let hasDeltas = byOffset.contains { (buf[Int($0.offset)] >> 4) & 7 >= 6 }
                         if hasDeltas { throw NeedsRepack() }
                         for (i, e) in byOffset.enumerated() where copied.insert(e.oid).inserted {
                             let stop = i + 1 < byOffset.count ? Int(byOffset[i + 1].offset) : end
                             let entry = UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<stop])
-                            try write(entry)
-                            hasher.update(entry)
-                            merged.append(PackIndexEntry(oid: e.oid, crc: e.crc, offset: position))
-                            position += UInt64(entry.count)
+                            var crc = e.crc
+                            var length = entry.count
+                            if let deflated = try deflatedEntry(entry, inflater: inflater, deflater: deflater) {
+                                try deflated.withUnsafeBytes { try write($0); hasher.update($0) }
+                                crc = deflated.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, uInt($0.count))) }
+                                length = deflated.count
+                            } else {
+                                try write(entry)
+                                hasher.update(entry)
+                            }
+                            merged.append(PackIndexEntry(oid: e.oid, crc: crc, offset: position))
+                            position += UInt64(length)
                         }
                     }
                 }

@@ -69,8 +69,6 @@ public final class Repository: @unchecked Sendable {
     private var odbPointer: OpaquePointer?
     /// The objects written to the in-memory buffer since the last flush.
     private var buffered: [PackObject] = []
-    /// For the packs this handle writes (set up on first use).
-    private(set) lazy var deflater = Deflater()
     /// The entries of trees this handle built lately, by id (trees never change): the next
     /// change below the same folders starts from them instead of reading and parsing them.
     private var builtTrees: [OID: [RawEntry]] = [:]

@@ -200,6 +200,47 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(try Repository.open(dir).readBlob(similarID), Data(similar))
     }
 
+    /// A batch's pack holds its objects stored (not deflated); merging packs deflates them, once,
+    /// and git reads both.
+    func testBatchPacksAreStoredAndMergingDeflatesThem() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        func entrySizes(_ pack: PackFile) throws -> [String: (size: Int, packed: Int)] {
+            let (out, code) = try git("verify-pack", "-v", pack.indexPath)
+            XCTAssertEqual(code, 0, out)
+            var sizes: [String: (Int, Int)] = [:]
+            for line in out.split(separator: "\n") {
+                let f = line.split(separator: " ", omittingEmptySubsequences: true)
+                if f.count >= 5, f[0].count == 40, let size = Int(f[2]), let packed = Int(f[3]) { sizes[String(f[0])] = (size, packed) }
+            }
+            return sizes
+        }
+        // Compressible, empty, and bigger than one stored block (65,535 bytes).
+        let contents: [[UInt8]] = [Array(String(repeating: "compressible ", count: 200).utf8), [],
+                                   Array((0..<70_000).map { "line \($0)\n" }.joined().utf8)]
+        try repo.bufferObjectsInMemory()
+        var ids: [OID] = []
+        for bytes in contents {
+            let id = try repo.writeBlob(Data(bytes))
+            repo.discardBufferedObjects()  // only the packs below hold it
+            ids.append(id)
+            try repo.writePack([PackObject(oid: id, type: GIT_OBJECT_BLOB, bytes: bytes)], durable: false)
+        }
+        for pack in repo.packFiles() {
+            for (id, s) in try entrySizes(pack) { XCTAssertGreaterThan(s.packed, s.size, "stored, not deflated: \(id)") }
+        }
+        let merged = try XCTUnwrap(try repo.concatenatePacks(repo.packFiles()))
+        XCTAssertEqual(repo.packFiles().count, 1)
+        let sizes = try entrySizes(merged)
+        XCTAssertEqual(sizes.count, 3)
+        XCTAssertLessThan(sizes[ids[0].hex]!.packed, contents[0].count / 10, "deflated when merged")
+        XCTAssertLessThan(sizes[ids[2].hex]!.packed, contents[2].count / 3, "deflated when merged")
+        let other = try Repository.open(dir)
+        for (id, bytes) in zip(ids, contents) { XCTAssertEqual(try other.readBlob(id), Data(bytes)) }
+        let (cat, catCode) = try git("cat-file", "-p", ids[2].hex)
+        XCTAssertEqual(catCode, 0)
+        XCTAssertEqual(Array(cat.utf8), contents[2])
+    }
+
     /// Deltas in git's format: applying one to its base gives the target back, for edits at the
     /// start, middle and end, repeats, long copies, and texts with nothing in common.
     func testDeltasRebuildTheirTarget() throws {

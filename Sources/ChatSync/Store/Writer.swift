@@ -39,8 +39,10 @@ private final class PendingChange: @unchecked Sendable {
 final class Writer: @unchecked Sendable {
     /// Builds commits (the building thread only); new objects stay in its memory buffer.
     private let repo: Repository
-    /// Writes packs, moves the branch, merges packs (the committing thread only).
+    /// Writes packs, moves the branch (the committing thread only).
     private let committerRepo: Repository
+    /// Merges packs, asked by the committing thread.
+    private let merger: PackMerger
     private let options: StoreOptions
     private let branchRef: String
     private let gitDir: String
@@ -101,6 +103,7 @@ final class Writer: @unchecked Sendable {
         repo = try Repository.open(path)
         try repo.bufferObjectsInMemory()
         committerRepo = try Repository.open(path)
+        merger = try PackMerger(path: path, maxPacks: options.maxPacks)
         self.options = options
         branchRef = "refs/heads/" + options.branch
         gitDir = repo.gitDir
@@ -192,6 +195,7 @@ final class Writer: @unchecked Sendable {
                     try? repo.releaseMemory()
                     stopCommitter()
                     committerFinished.wait()
+                    merger.stop()
                     finished.signal()
                     return
                 }
@@ -348,8 +352,8 @@ final class Writer: @unchecked Sendable {
             do {
                 try commit(batches)
                 for b in batches { for (p, r) in zip(b.changes, b.results) { p.finish(r) } }
-                // Pack merging happens before the batches count as done, so that a stopping
-                // writer never leaves it half way.
+                // Asked before the batches count as done, so that a stopping writer still
+                // merges what they added.
                 maybeCompact()
                 finishInFlight(count) { $0.redoRounds = 0 }
             } catch let e as GitError where e.isModified || e.isLocked {
@@ -396,12 +400,67 @@ final class Writer: @unchecked Sendable {
 
     private var batchesSinceCompactCheck = 0
 
-    /// Keeps the number of packs small: every batch adds one (committing thread).
+    /// Keeps the number of packs small: every batch adds one (committing thread). The merging
+    /// itself happens on a thread of its own.
     private func maybeCompact() {
         batchesSinceCompactCheck += 1
         guard batchesSinceCompactCheck >= 16 else { return }
         batchesSinceCompactCheck = 0
-        _ = try? Compaction.consolidateSmallPacks(repo: committerRepo, maxPacks: options.maxPacks)
+        merger.request()
+    }
+}
+
+/// Merges small packs (`Compaction.consolidateSmallPacks`, which also deflates the batches'
+/// stored entries) on a thread of its own, at a lower CPU priority, so that no change waits for
+/// it. Requests that come while it merges are one more merge.
+final class PackMerger: @unchecked Sendable {
+    private let repo: Repository
+    private let maxPacks: Int
+    private let condition = NSCondition()
+    private var requested = false
+    private var stopping = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(path: String, maxPacks: Int) throws {
+        repo = try Repository.open(path)
+        self.maxPacks = maxPacks
+        let t = Thread { self.run() }
+        t.name = "chatsync-packs"
+        t.start()
+    }
+
+    func request() {
+        condition.lock()
+        requested = true
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Finishes the merge under way (and one asked for), then stops the thread.
+    func stop() {
+        condition.lock()
+        let first = !stopping
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        if first { finished.wait() }
+    }
+
+    private func run() {
+        _ = setpriority(__priority_which_t(PRIO_PROCESS.rawValue), 0, 5)  // on Linux: this thread only
+        while true {
+            condition.lock()
+            while !requested && !stopping { condition.wait() }
+            let merge = requested
+            requested = false
+            condition.unlock()
+            // Until few enough remain (each round merges the smallest ones).
+            while merge, (try? Compaction.consolidateSmallPacks(repo: repo, maxPacks: maxPacks)) == true {}
+            condition.lock()
+            let done = stopping && !requested
+            condition.unlock()
+            if done { finished.signal(); return }
+        }
     }
 }
 
