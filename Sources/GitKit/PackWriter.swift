@@ -339,7 +339,7 @@ private func writeTemporary(in dir: String, prefix: String, _ body: ((UnsafeRawB
     return path
 }
 
-private func fsyncDirectory(_ dir: String) throws {
+func fsyncDirectory(_ dir: String) throws {
     let fd = open(dir, O_RDONLY | O_DIRECTORY | O_CLOEXEC)
     guard fd >= 0, fsync(fd) == 0 else {
         let message = String(cString: strerror(errno))
@@ -349,24 +349,34 @@ private func fsyncDirectory(_ dir: String) throws {
     close(fd)
 }
 
-/// Fsyncs files (all of them before any is renamed into place).
-private func fsyncFiles(_ paths: [String]) throws {
-    for path in paths {
-        let fd = open(path, O_RDONLY | O_CLOEXEC)
+/// Fsyncs files (all of them before any is renamed into place), at once: each waits for the
+/// disk, and the waits overlap.
+func fsyncFiles(_ paths: [String]) throws {
+    let failures = LockedFailures()
+    DispatchQueue.concurrentPerform(iterations: paths.count) { i in
+        let fd = open(paths[i], O_RDONLY | O_CLOEXEC)
         guard fd >= 0, fsync(fd) == 0 else {
-            let message = String(cString: strerror(errno))
+            failures.add(GitError(code: -1, message: String(cString: strerror(errno)), operation: "fsync \(paths[i])"))
             if fd >= 0 { close(fd) }
-            throw GitError(code: -1, message: message, operation: "fsync \(path)")
+            return
         }
         close(fd)
     }
+    if let first = failures.first { throw first }
+}
+
+private final class LockedFailures: @unchecked Sendable {
+    private let lock = NSLock()
+    private var errors: [GitError] = []
+    func add(_ e: GitError) { lock.lock(); errors.append(e); lock.unlock() }
+    var first: GitError? { lock.lock(); defer { lock.unlock() }; return errors.first }
 }
 
 extension Repository {
     /// Puts a pack (written, not yet fsynced, to `packTemp`) and its index in place: when
     /// `durable`, both files are fsynced before either is renamed, and the folder after. The pack is renamed first, then the index (readers find packs by their index, so
     /// they never see half of one).
-    func install(packTemp: String, indexBytes: [UInt8], count: Int, checksum: [UInt8], durable: Bool) throws -> PackFile {
+    func install(packTemp: String, indexBytes: [UInt8], count: Int, checksum: [UInt8], durable: Bool, alsoSyncing extra: [String] = []) throws -> PackFile {
         let dir = packDirectory
         let name = dir + "/pack-" + PackFormat.hex(checksum)
         let indexTemp: String
@@ -378,7 +388,7 @@ extension Repository {
         }
         if durable {
             do {
-                try fsyncFiles([packTemp, indexTemp])
+                try fsyncFiles([packTemp, indexTemp] + extra)
             } catch {
                 unlink(packTemp)
                 unlink(indexTemp)
@@ -407,7 +417,7 @@ extension Repository {
     /// Writes `objects` as one pack (each object whole and stored, not deflated: see
     /// `StoredZlib`; no deltas) and its index.
     @discardableResult
-    func writePack(_ objects: [PackObject], durable: Bool) throws -> PackFile {
+    func writePack(_ objects: [PackObject], durable: Bool, alsoSyncing extra: [String] = []) throws -> PackFile {
         var entries: [PackIndexEntry] = []
         entries.reserveCapacity(objects.count)
         var body: [UInt8] = PackFormat.packHeader(count: objects.count)
@@ -427,7 +437,8 @@ extension Repository {
             try body.withUnsafeBytes(write)
             try checksum.withUnsafeBytes(write)
         }
-        return try install(packTemp: temp, indexBytes: PackFormat.index(entries, packChecksum: checksum), count: entries.count, checksum: checksum, durable: durable)
+        return try install(packTemp: temp, indexBytes: PackFormat.index(entries, packChecksum: checksum), count: entries.count, checksum: checksum,
+                           durable: durable, alsoSyncing: extra)
     }
 
     /// A whole object's entry (`entry`: its header, then its zlib stream) whose stream is

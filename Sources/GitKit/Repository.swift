@@ -789,12 +789,16 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Writes objects handed over by `takeBufferedObjects()` as one pack (fsynced when fsync is
-    /// on). Every handle finds them on disk the next time it looks there (libgit2 looks again
+    /// on, together with the files `extra`, such as a `ReferenceUpdate`'s lock). Every handle finds them on disk the next time it looks there (libgit2 looks again
     /// when an object is missing). False when there were none.
     @discardableResult
-    public func writePack(_ batch: BufferedObjects) throws -> Bool {
-        guard !batch.objects.isEmpty else { return false }
-        try writePack(batch.objects, durable: GitRuntime.fsyncEnabled)
+    public func writePack(_ batch: BufferedObjects, alsoSyncing extra: [String] = []) throws -> Bool {
+        let durable = GitRuntime.fsyncEnabled
+        guard !batch.objects.isEmpty else {
+            if durable && !extra.isEmpty { try fsyncFiles(extra) }
+            return false
+        }
+        try writePack(batch.objects, durable: durable, alsoSyncing: extra)
         return true
     }
 

@@ -65,6 +65,66 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(try repo.referenceTarget("refs/heads/main"), b)
     }
 
+    /// The two-step update (lock and value first, fsynced with the pack; then in place) keeps
+    /// git's lock protocol and compare-and-swap: a lock in the way, a moved or existing branch
+    /// refuse it, and an update given up leaves neither a lock nor a change.
+    func testPreparedReferenceUpdatesFollowGitsLockProtocol() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        let refPath = repo.gitDir + "refs/heads/main"
+        let t = try repo.emptyTree()
+        let a = try repo.createCommit(tree: t, parents: [], author: sig(), message: "a")
+        let b = try repo.createCommit(tree: t, parents: [a], author: sig(), message: "b")
+        let c = try repo.createCommit(tree: t, parents: [a], author: sig(), message: "c")
+        try repo.flushObjects()
+        // git's own default keeps reflogs, which this way does not write: the caller falls back.
+        XCTAssertNil(try repo.prepareReferenceUpdate("refs/heads/main", to: a, expected: nil))
+        try repo.setConfigString("core.logAllRefUpdates", "false")
+
+        let first = try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: a, expected: nil))
+        XCTAssertEqual(try String(contentsOfFile: refPath + ".lock", encoding: .utf8), a.hex + "\n")
+        // While it is held, git itself cannot move the branch.
+        XCTAssertNotEqual(try git("update-ref", "refs/heads/main", b.hex).1, 0)
+        try first.finish(durable: true)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: refPath + ".lock"))
+        XCTAssertEqual(try git("rev-parse", "main").0.trimmingCharacters(in: .whitespacesAndNewlines), a.hex)
+
+        // A branch that exists is not created again; a stale expectation is refused.
+        XCTAssertThrowsError(try repo.prepareReferenceUpdate("refs/heads/main", to: b, expected: nil)) {
+            XCTAssertTrue(($0 as? GitError)?.isModified == true, "\($0)")
+        }
+        try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: b, expected: a)).finish(durable: false)
+        XCTAssertThrowsError(try repo.prepareReferenceUpdate("refs/heads/main", to: c, expected: a)) {
+            XCTAssertTrue(($0 as? GitError)?.isModified == true, "\($0)")
+        }
+        XCTAssertFalse(FileManager.default.fileExists(atPath: refPath + ".lock"), "a refused update leaves no lock")
+
+        // Someone else's lock: refused as locked, and left alone.
+        FileManager.default.createFile(atPath: refPath + ".lock", contents: Data())
+        XCTAssertThrowsError(try repo.prepareReferenceUpdate("refs/heads/main", to: c, expected: b)) {
+            XCTAssertTrue(($0 as? GitError)?.isLocked == true, "\($0)")
+        }
+        XCTAssertTrue(FileManager.default.fileExists(atPath: refPath + ".lock"))
+        unlink(refPath + ".lock")
+
+        // Given up (or dropped): no lock left, the branch unchanged.
+        let dropped = try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: c, expected: b))
+        dropped.abandon()
+        XCTAssertThrowsError(try dropped.finish(durable: false))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: refPath + ".lock"))
+        XCTAssertEqual(try repo.referenceTarget("refs/heads/main"), b)
+
+        // A branch only in packed-refs is read there, and the new value written loose.
+        XCTAssertEqual(try git("pack-refs", "--all").1, 0)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: refPath))
+        try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: c, expected: b)).finish(durable: true)
+        XCTAssertEqual(try git("rev-parse", "main").0.trimmingCharacters(in: .whitespacesAndNewlines), c.hex)
+        XCTAssertEqual(try git("fsck", "--strict").1, 0)
+
+        // A symbolic reference is left to libgit2.
+        XCTAssertEqual(try git("symbolic-ref", "refs/heads/alias", "refs/heads/main").1, 0)
+        XCTAssertNil(try repo.prepareReferenceUpdate("refs/heads/alias", to: a, expected: c))
+    }
+
     func testBufferedObjectsAreWrittenAsOnePack() throws {
         let repo = try Repository.create(at: dir, initialBranch: "main")
         try repo.bufferObjectsInMemory()

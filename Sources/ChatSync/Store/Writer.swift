@@ -66,6 +66,9 @@ final class Writer: @unchecked Sendable {
     private var redoRounds = 0
     static let maxRedoRounds = 10_000
     private var committerStopping = false
+    /// Batches the building thread has taken from the queue, and finished building (or failed).
+    private var buildsStarted = 0
+    private var buildsFinished = 0
     private let committerFinished = DispatchSemaphore(value: 0)
     /// How many changes one batch takes at most.
     static let maxBatch = 256
@@ -203,11 +206,13 @@ final class Writer: @unchecked Sendable {
             }
             let changes = Array(queue.prefix(Self.maxBatch))
             queue.removeFirst(changes.count)
+            buildsStarted += 1
             condition.unlock()
             do {
                 let batch = try build(changes, on: base)
                 base = (batch.newTip ?? batch.base, batch.newTree)
                 condition.lock()
+                buildsFinished += 1
                 built.append(batch)
                 inFlight += 1
                 condition.broadcast()
@@ -216,6 +221,10 @@ final class Writer: @unchecked Sendable {
                 // The batch could not be built at all (reading the branch): once the batches
                 // before it are done, its changes fail, unless what it was built on did not make
                 // it (then it is built again with them). The next batch starts from the disk.
+                condition.lock()
+                buildsFinished += 1
+                condition.broadcast()
+                condition.unlock()
                 waitForCommitter()
                 condition.lock()
                 let baseFailed = !redo.isEmpty || poisoned
@@ -337,6 +346,11 @@ final class Writer: @unchecked Sendable {
         while true {
             condition.lock()
             while built.isEmpty && !committerStopping { condition.wait() }
+            // A batch being built now is built on these: it joins them (waiting for that one
+            // only), so that a change that came alone does not take a round of fsyncs of its
+            // own while the changes that came right after it wait for the next.
+            let joining = buildsStarted
+            while buildsFinished < joining && !committerStopping { condition.wait() }
             if built.isEmpty { condition.unlock(); committerFinished.signal(); return }
             // Every batch built so far: each was built on the one before, so they land together.
             let batches = built
@@ -386,10 +400,20 @@ final class Writer: @unchecked Sendable {
     /// pack, fsynced when durable), then the branch, once.
     private func commit(_ batches: [BuiltBatch]) throws {
         guard let first = batches.first, let newTip = batches.last(where: { $0.newTip != nil })?.newTip else { return }
-        try committerRepo.writePack(BufferedObjects(combining: batches.map(\.objects)))
-        tagOrigins(batches.flatMap(\.tags))
-        try committerRepo.compareAndSwapReference(branchRef, to: newTip, expected: first.base,
-                                                  message: "chatsync: \(batches.reduce(0) { $0 + $1.changes.count }) change(s)")
+        let objects = BufferedObjects(combining: batches.map(\.objects))
+        // The branch's lock is taken and its new value written first, so that the value is
+        // fsynced with the pack (the disk waits overlap); it moves once the pack is in place.
+        if let update = try committerRepo.prepareReferenceUpdate(branchRef, to: newTip, expected: first.base) {
+            defer { update.abandon() }
+            try committerRepo.writePack(objects, alsoSyncing: [update.lockPath])
+            tagOrigins(batches.flatMap(\.tags))
+            try update.finish(durable: GitRuntime.fsyncEnabled)
+        } else {
+            try committerRepo.writePack(objects)
+            tagOrigins(batches.flatMap(\.tags))
+            try committerRepo.compareAndSwapReference(branchRef, to: newTip, expected: first.base,
+                                                      message: "chatsync: \(batches.reduce(0) { $0 + $1.changes.count }) change(s)")
+        }
         moved()
         if let follower, options.workTree != .disabled {
             // The work tree follows the branch; in synchronous mode the change waits for it.
