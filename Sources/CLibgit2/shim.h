@@ -14,9 +14,9 @@
 
 /* deflateInit is a macro; a stream is set up once and reset for each object (setting one up
    costs far more than deflating a small object). */
-static inline int chatsync_deflate_init(z_stream *s, int level, int window_bits, int mem_level) {
+static inline int chatsync_deflate_init(z_stream *s, int level, int strategy) {
     memset(s, 0, sizeof *s);
-    return deflateInit2(s, level, Z_DEFLATED, window_bits, mem_level, Z_DEFAULT_STRATEGY);
+    return deflateInit2(s, level, Z_DEFLATED, 15, 8, strategy);
 }
 static inline int chatsync_inflate_init(z_stream *s) {
     memset(s, 0, sizeof *s);

@@ -44,6 +44,7 @@ final class SyncTests: XCTestCase {
             XCTAssertEqual(conflicts.first?.field, "title")
             XCTAssertEqual(Set([conflicts.first?.chosen, conflicts.first?.other]), Set([.string("Plans (A)"), .string("Plans (B)")]))
             XCTAssertEqual(try store.chat(chat.id).title, conflicts.first?.chosen?.stringValue)
+            store.syncWorkTree()  // no pack merge under way while git looks
             XCTAssertEqual(try git(store.path, "fsck", "--strict").status, 0)
             let report = try store.verify()
             XCTAssertTrue(report.ok, "\(report.problems)")

@@ -24,7 +24,7 @@ extension Store {
     @discardableResult
     public func compact(grace: Double = 60) throws -> CompactionReport {
         let lock = try FileLock(path: gitDir + "chatsync/compact.lock")
-        return try lock.withLock {
+        return try lock.withLock { try withoutMerges {
             try withRepository { repo in
                 let before = (repo.packFiles().count, repo.looseObjectCount(), repo.objectDatabaseSize())
                 let refs = try wrapGit { try repo.referenceNames(glob: "refs/*") }
@@ -34,7 +34,7 @@ extension Store {
                                         packsAfter: repo.packFiles().count, looseObjectsAfter: repo.looseObjectCount(),
                                         bytesAfter: repo.objectDatabaseSize())
             }
-        }
+        } }
     }
 
     /// The bytes of every document at the tip, as stored (the raw JSON the store holds).

@@ -131,8 +131,16 @@ public final class Store: @unchecked Sendable {
     }
 
     /// Waits until the work tree and index show the branch's tip as it is now (they follow it
-    /// in the background; see `WorkTreeMode`). Also brings in a tip moved by another process.
-    public func syncWorkTree() { follower.flush() }
+    /// in the background; see `WorkTreeMode`), and until no pack merge of this process is
+    /// under way (merges remove packs: a `git fsck` started meanwhile may miss one). Also
+    /// brings in a tip moved by another process.
+    public func syncWorkTree() {
+        follower.flush()
+        writer.waitForMerges()
+    }
+
+    /// Runs `body` with this process's pack merging held still.
+    func withoutMerges<T>(_ body: () throws -> T) rethrows -> T { try writer.withoutMerges(body) }
 
     private func clearStaleLocks() {
         LockFiles.clearIfStale(gitDir + branchRef + ".lock", olderThan: options.staleLockSeconds)

@@ -122,6 +122,12 @@ final class Writer: @unchecked Sendable {
         c.start()
     }
 
+    /// Waits until this process merges no packs (see `PackMerger.waitUntilIdle`).
+    func waitForMerges() { merger.waitUntilIdle() }
+
+    /// Runs `body` with this process's pack merging held still.
+    func withoutMerges<T>(_ body: () throws -> T) rethrows -> T { try merger.holdingStill(body) }
+
     private var builderThread: Thread?
     private let finished = DispatchSemaphore(value: 0)
 
@@ -444,6 +450,11 @@ final class PackMerger: @unchecked Sendable {
     private var requested = false
     private var stopping = false
     private let finished = DispatchSemaphore(value: 0)
+    /// Held during a merge; `holdingStill` holds it too.
+    private let merging = NSLock()
+    /// Requests so far, and how many of them a finished merge has answered.
+    private var asked = 0
+    private var answered = 0
 
     init(path: String, maxPacks: Int) throws {
         repo = try Repository.open(path)
@@ -456,8 +467,24 @@ final class PackMerger: @unchecked Sendable {
     func request() {
         condition.lock()
         requested = true
-        condition.signal()
+        asked += 1
+        condition.broadcast()
         condition.unlock()
+    }
+
+    /// Waits until the merges asked for so far are done.
+    func waitUntilIdle() {
+        condition.lock()
+        let target = asked
+        while answered < target && !stopping { condition.wait() }
+        condition.unlock()
+    }
+
+    /// Runs `body` with no merge under way meanwhile (compaction rewrites every pack).
+    func holdingStill<T>(_ body: () throws -> T) rethrows -> T {
+        merging.lock()
+        defer { merging.unlock() }
+        return try body()
     }
 
     /// Finishes the merge under way (and one asked for), then stops the thread.
@@ -465,7 +492,7 @@ final class PackMerger: @unchecked Sendable {
         condition.lock()
         let first = !stopping
         stopping = true
-        condition.signal()
+        condition.broadcast()
         condition.unlock()
         if first { finished.wait() }
     }
@@ -477,10 +504,17 @@ final class PackMerger: @unchecked Sendable {
             while !requested && !stopping { condition.wait() }
             let merge = requested
             requested = false
+            let answering = asked
             condition.unlock()
-            // Until few enough remain (each round merges the smallest ones).
-            while merge, (try? Compaction.consolidateSmallPacks(repo: repo, maxPacks: maxPacks)) == true {}
+            if merge {
+                // Until few enough remain (each round merges the smallest ones).
+                merging.lock()
+                while (try? Compaction.consolidateSmallPacks(repo: repo, maxPacks: maxPacks)) == true {}
+                merging.unlock()
+            }
             condition.lock()
+            answered = answering
+            condition.broadcast()
             let done = stopping && !requested
             condition.unlock()
             if done { finished.signal(); return }
