@@ -377,8 +377,9 @@ private final class LockedFailures: @unchecked Sendable {
 
 extension Repository {
     /// Puts a pack (written, not yet fsynced, to `packTemp`) and its index in place: when
-    /// `durable`, both files are fsynced before either is renamed, and the folder after. The pack is renamed first, then the index (readers find packs by their index, so
-    /// they never see half of one).
+    /// `durable`, both files (and the files `extra`) are fsynced before either is renamed, and
+    /// the folder after. The pack is renamed first, then the index (readers find packs by their
+    /// index, so they never see half of one).
     func install(packTemp: String, indexBytes: [UInt8], count: Int, checksum: [UInt8], durable: Bool, alsoSyncing extra: [String] = []) throws -> PackFile {
         let dir = packDirectory
         let name = dir + "/pack-" + PackFormat.hex(checksum)
@@ -467,9 +468,10 @@ extension Repository {
     }
 
     /// Merges packs by copying their entries into one new pack (no delta search; a stored
-    /// entry of a pack without deltas is deflated), then removes them. An object in more than one of them is copied once: the extra copies
-    /// are left out of packs without deltas (no entry there refers to another). Returns nil,
-    /// changing nothing, when an extra copy is in a pack with deltas.
+    /// entry of a pack without deltas is deflated), then removes them. An object in more than
+    /// one of them is copied once: the extra copies are left out of packs without deltas (no
+    /// entry there refers to another). Returns nil, changing nothing, when an extra copy is in
+    /// a pack with deltas.
     public func concatenatePacks(_ packs: [PackFile], durable: Bool = GitRuntime.fsyncEnabled) throws -> PackFile? {
         guard packs.count > 1 else { return nil }
         struct NeedsRepack: Error {}

@@ -57,8 +57,7 @@ extension Repository {
     public func prepareReferenceUpdate(_ name: String, to target: OID, expected: OID?) throws -> ReferenceUpdate? {
         guard name.hasPrefix("refs/"), !name.split(separator: "/").contains(where: { $0 == ".." || $0 == "." }) else { return nil }
         let dir = gitDir
-        let reflogs = (try? configString("core.logAllRefUpdates")) ?? nil
-        guard reflogs?.lowercased() == "false", access(dir + "logs/" + name, F_OK) != 0 else { return nil }
+        guard reflogsOff(), access(dir + "logs/" + name, F_OK) != 0 else { return nil }
         let path = dir + name
         let lockPath = path + ".lock"
         let fd = Glibc.open(lockPath, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o666)
@@ -98,5 +97,16 @@ extension Repository {
             throw GitError(code: -1, message: "cannot write the lock file", operation: "update reference \(name)")
         }
         return update
+    }
+
+    /// Whether `core.logAllRefUpdates` is false (read again when `.git/config` changes; the
+    /// global and system configs are read once per handle).
+    private func reflogsOff() -> Bool {
+        var st = stat()
+        let file = stat(gitDir + "config", &st) == 0 ? [Int(st.st_ino), Int(st.st_size), st.st_mtim.tv_sec, st.st_mtim.tv_nsec] : []
+        if let known = noReflogs, known.file == file { return known.value }
+        let value = ((try? configString("core.logAllRefUpdates")) ?? nil)?.lowercased() == "false"
+        noReflogs = (file, value)
+        return value
     }
 }

@@ -72,6 +72,9 @@ public final class Repository: @unchecked Sendable {
     /// The entries of trees this handle built lately, by id (trees never change): the next
     /// change below the same folders starts from them instead of reading and parsing them.
     private var builtTrees: [OID: [RawEntry]] = [:]
+    /// Whether `core.logAllRefUpdates` is false, as read when `.git/config` was this file
+    /// (inode, size, modification time; see `prepareReferenceUpdate`).
+    var noReflogs: (file: [Int], value: Bool)?
     private static let builtTreesLimit = 4096
 
     private func track(_ oid: OID, _ type: git_object_t, _ bytes: [UInt8]) {
