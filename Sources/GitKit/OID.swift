@@ -14,6 +14,24 @@ public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
         raw = oid
     }
 
+    /// Parses a full 40-character hex id from its UTF-8 bytes (no String made); nil if it is not one.
+    public init?<Bytes: Collection>(hexUTF8 bytes: Bytes) where Bytes.Element == UInt8 {
+        guard bytes.count == 40 else { return nil }
+        var oid = git_oid()
+        var ok = true
+        withUnsafeMutableBytes(of: &oid.id) { id in
+            var i = bytes.startIndex
+            for n in 0..<20 {
+                let hi = hexValue(bytes[i]); i = bytes.index(after: i)
+                let lo = hexValue(bytes[i]); i = bytes.index(after: i)
+                guard hi < 16, lo < 16 else { ok = false; return }
+                id[n] = hi << 4 | lo
+            }
+        }
+        guard ok else { return nil }
+        raw = oid
+    }
+
     public var hex: String {
         var copy = raw
         var buffer = [CChar](repeating: 0, count: 41)
@@ -40,6 +58,16 @@ public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
 }
 
 extension git_oid: @retroactive @unchecked Sendable {}
+
+/// The value of a hex digit, 255 for any other byte.
+@inline(__always) private func hexValue(_ c: UInt8) -> UInt8 {
+    switch c {
+    case 48...57: c - 48
+    case 97...102: c - 87
+    case 65...70: c - 55
+    default: 255
+    }
+}
 
 @inline(__always) private func isHexDigit(_ c: UInt8) -> Bool {
     (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)

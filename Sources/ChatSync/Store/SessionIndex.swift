@@ -215,39 +215,70 @@ final class SessionIndex: @unchecked Sendable {
     /// The saved index, or nil when there is none or it cannot be trusted whole.
     private func load() -> (tree: OID?, table: [String: Entry])? {
         guard let file, let data = FileManager.default.contents(atPath: file) else { return nil }
-        guard let text = String(data: data, encoding: .utf8) else { return nil }
-        var lines = text.split(separator: "\n", omittingEmptySubsequences: false)[...]
-        guard lines.popFirst() == Substring(Self.header),
-              let treeLine = lines.popFirst(), treeLine.hasPrefix("tree "),
-              let countLine = lines.popFirst(), countLine.hasPrefix("count "),
-              let count = Int(countLine.dropFirst(6)), count >= 0,
-              lines.count == count + 2, lines[lines.endIndex - 2] == "end", lines.last == ""
-        else { return nil }
-        let treeText = String(treeLine.dropFirst(5))
-        let tree: OID?
-        if treeText == "none" { tree = nil } else {
-            guard let t = OID(hex: treeText) else { return nil }
-            tree = t
-        }
-        var table: [String: Entry] = [:]
-        table.reserveCapacity(count)
-        for line in lines.prefix(count) {
-            let f = line.split(separator: "\t", omittingEmptySubsequences: false)
-            guard f.count == 9, let blob = OID(hex: String(f[1])), let user = Self.unescape(f[3]),
-                  let status = SessionStatus(rawValue: String(f[4])),
-                  let active = Int64(f[7]), let updated = Int64(f[8]),
-                  !f[0].isEmpty, !f[2].isEmpty, !f[5].isEmpty
+        let parsed: (OID?, [String: Entry])? = data.withUnsafeBytes { raw in
+            let b = raw.bindMemory(to: UInt8.self)
+            var pos = 0
+            /// The next line (without its line feed), or nil at the end of the bytes.
+            func line() -> Range<Int>? {
+                guard pos < b.count, let nl = b[pos...].firstIndex(of: 10) else { return nil }
+                defer { pos = nl + 1 }
+                return pos..<nl
+            }
+            func text(_ r: Range<Int>) -> String? { String(validating: UnsafeBufferPointer(rebasing: b[r]), as: UTF8.self) }
+            func oid(_ r: Range<Int>) -> OID? { OID(hexUTF8: UnsafeBufferPointer(rebasing: b[r])) }
+            func int(_ r: Range<Int>) -> Int64? {
+                let negative = !r.isEmpty && b[r.lowerBound] == 45  // "-": a time before 1970
+                let digits = negative ? (r.lowerBound + 1)..<r.upperBound : r
+                guard !digits.isEmpty, digits.count <= 18 else { return nil }
+                var v: Int64 = 0
+                for i in digits {
+                    guard b[i] >= 48 && b[i] <= 57 else { return nil }
+                    v = v * 10 + Int64(b[i] - 48)
+                }
+                return negative ? -v : v
+            }
+            guard let h = line(), text(h) == Self.header,
+                  let t = line(), let treeLine = text(t), treeLine.hasPrefix("tree "),
+                  let c = line(), c.count > 6, text(c.lowerBound..<(c.lowerBound + 6)) == "count ",
+                  let count = int((c.lowerBound + 6)..<c.upperBound)
             else { return nil }
-            let key = SessionKey(id: String(f[2]), userID: user, status: status, chatID: String(f[5]),
-                                 missionID: f[6].isEmpty ? nil : String(f[6]),
-                                 lastActivityAt: Timestamp(milliseconds: active), updatedAt: Timestamp(milliseconds: updated))
-            table[String(f[0])] = Entry(blob: blob, key: key)
+            let tree: OID?
+            if treeLine == "tree none" { tree = nil } else {
+                guard let o = oid((t.lowerBound + 5)..<t.upperBound) else { return nil }
+                tree = o
+            }
+            var table: [String: Entry] = [:]
+            table.reserveCapacity(Int(count))
+            var fields: [Range<Int>] = []
+            fields.reserveCapacity(9)
+            for _ in 0..<count {
+                guard let l = line() else { return nil }
+                fields.removeAll(keepingCapacity: true)
+                var from = l.lowerBound
+                for i in l where b[i] == 9 {
+                    fields.append(from..<i)
+                    from = i + 1
+                }
+                fields.append(from..<l.upperBound)
+                guard fields.count == 9, !fields[0].isEmpty, !fields[2].isEmpty, !fields[5].isEmpty,
+                      let path = text(fields[0]), let blob = oid(fields[1]), let id = text(fields[2]),
+                      let userText = text(fields[3]), let user = Self.unescape(Substring(userText)),
+                      let statusText = text(fields[4]), let status = SessionStatus(rawValue: statusText),
+                      let chat = text(fields[5]), let mission = text(fields[6]),
+                      let active = int(fields[7]), let updated = int(fields[8])
+                else { return nil }
+                let key = SessionKey(id: id, userID: user, status: status, chatID: chat, missionID: mission.isEmpty ? nil : mission,
+                                     lastActivityAt: Timestamp(milliseconds: active), updatedAt: Timestamp(milliseconds: updated))
+                table[path] = Entry(blob: blob, key: key)
+            }
+            guard let e = line(), text(e) == "end", pos == b.count, table.count == Int(count) else { return nil }
+            return (tree, table)
         }
-        guard table.count == count else { return nil }
+        guard let parsed else { return nil }
         lock.lock()
         loads += 1
         lock.unlock()
-        return (tree, table)
+        return parsed
     }
 
     static func escape(_ s: String) -> String {
