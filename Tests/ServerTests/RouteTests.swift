@@ -289,3 +289,34 @@ final class RouteTests: XCTestCase {
         }
     }
 }
+
+final class BlockingPoolTests: XCTestCase {
+    /// Sixteen store calls that wait (as appends wait for their batch) all run at once, so that
+    /// they can share a batch: each waits until all sixteen have started. (Dispatch's global
+    /// queue runs about three at once on this machine: there, they would give up waiting.)
+    func testSixteenWaitingCallsRunAtOnce() async throws {
+        final class Counter: @unchecked Sendable {
+            private let lock = NSLock()
+            private var n = 0
+            func add() { lock.lock(); n += 1; lock.unlock() }
+            var value: Int { lock.lock(); defer { lock.unlock() }; return n }
+        }
+        let started = Counter()
+        let sawAll = try await withThrowingTaskGroup(of: Bool.self) { group in
+            for _ in 0..<16 {
+                group.addTask {
+                    try await blocking {
+                        started.add()
+                        let deadline = Date().addingTimeInterval(20)
+                        while started.value < 16 && Date() < deadline { usleep(1_000) }
+                        return started.value == 16
+                    }
+                }
+            }
+            var all = true
+            for try await saw in group { all = all && saw }
+            return all
+        }
+        XCTAssertTrue(sawAll, "every call saw the other fifteen running")
+    }
+}
