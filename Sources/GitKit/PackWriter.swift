@@ -353,18 +353,23 @@ func fsyncDirectory(_ dir: String) throws {
 }
 
 /// Fsyncs files (all of them before any is renamed into place), at once: each waits for the
-/// disk, and the waits overlap.
+/// disk, and the waits overlap (one on this thread, the others on Dispatch's; not
+/// `concurrentPerform`, which runs only as many at once as there are cores).
 func fsyncFiles(_ paths: [String]) throws {
     let failures = LockedFailures()
-    DispatchQueue.concurrentPerform(iterations: paths.count) { i in
-        let fd = open(paths[i], O_RDONLY | O_CLOEXEC)
+    @Sendable func sync(_ path: String) {
+        let fd = open(path, O_RDONLY | O_CLOEXEC)
         guard fd >= 0, fsync(fd) == 0 else {
-            failures.add(GitError(code: -1, message: String(cString: strerror(errno)), operation: "fsync \(paths[i])"))
+            failures.add(GitError(code: -1, message: String(cString: strerror(errno)), operation: "fsync \(path)"))
             if fd >= 0 { close(fd) }
             return
         }
         close(fd)
     }
+    let group = DispatchGroup()
+    for path in paths.dropFirst() { DispatchQueue.global().async(group: group) { sync(path) } }
+    if let first = paths.first { sync(first) }
+    group.wait()
     if let first = failures.first { throw first }
 }
 
