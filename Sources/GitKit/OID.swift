@@ -7,12 +7,7 @@ public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
     public init(_ raw: git_oid) { self.raw = raw }
 
     /// Parses a full 40-character hex id; nil if it is not one.
-    public init?(hex: String) {
-        guard hex.utf8.count == 40, hex.utf8.allSatisfy({ $0 < 128 && isHexDigit($0) }) else { return nil }
-        var oid = git_oid()
-        guard git_oid_fromstr(&oid, hex) == 0 else { return nil }
-        raw = oid
-    }
+    public init?(hex: String) { self.init(hexUTF8: hex.utf8) }
 
     /// Parses a full 40-character hex id from its UTF-8 bytes (no String made); nil if it is not one.
     public init?<Bytes: Collection>(hexUTF8 bytes: Bytes) where Bytes.Element == UInt8 {
@@ -67,8 +62,4 @@ extension git_oid: @retroactive @unchecked Sendable {}
     case 65...70: c - 55
     default: 255
     }
-}
-
-@inline(__always) private func isHexDigit(_ c: UInt8) -> Bool {
-    (c >= 48 && c <= 57) || (c >= 97 && c <= 102) || (c >= 65 && c <= 70)
 }

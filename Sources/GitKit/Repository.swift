@@ -792,8 +792,9 @@ public final class Repository: @unchecked Sendable {
     }
 
     /// Writes objects handed over by `takeBufferedObjects()` as one pack (fsynced when fsync is
-    /// on, together with the files `extra`, such as a `ReferenceUpdate`'s lock). Every handle finds them on disk the next time it looks there (libgit2 looks again
-    /// when an object is missing). False when there were none.
+    /// on, together with the files `extra`, such as a `ReferenceUpdate`'s lock). Every handle
+    /// finds them on disk the next time it looks there (libgit2 looks again when an object is
+    /// missing). False when there were none.
     @discardableResult
     public func writePack(_ batch: BufferedObjects, alsoSyncing extra: [String] = []) throws -> Bool {
         let durable = GitRuntime.fsyncEnabled
