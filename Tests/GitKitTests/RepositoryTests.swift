@@ -301,6 +301,47 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(Array(cat.utf8), contents[2])
     }
 
+    /// Merging deflates blobs only: trees and commits (mostly object ids, which do not
+    /// compress) stay stored until `compact`; git reads all of them.
+    func testMergingDeflatesBlobsAndKeepsTreesAndCommitsStored() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        var parent: OID?
+        var tree = try repo.emptyTree()
+        let text = String(repeating: "a message that compresses well, ", count: 40)
+        for i in 0..<3 {
+            let blob = try repo.writeBlob(Data("\(i) \(text)".utf8))
+            tree = try repo.updateTree(tree, [.upsert("chats/\(i)/message.json", blob)])
+            let commit = try repo.createCommit(tree: tree, parents: parent.map { [$0] } ?? [],
+                                               author: Signature(name: "t", email: "t@example.com", time: 1_700_000_000 + Int64(i)),
+                                               message: "change \(i)")
+            parent = commit
+            XCTAssertTrue(try repo.writePack(repo.takeBufferedObjects()))
+        }
+        try repo.compareAndSwapReference("refs/heads/main", to: parent!, expected: nil, message: "test")
+        XCTAssertEqual(repo.packFiles().count, 3)
+        let merged = try XCTUnwrap(try repo.concatenatePacks(repo.packFiles()))
+        let (out, code) = try git("verify-pack", "-v", merged.indexPath)
+        XCTAssertEqual(code, 0, out)
+        var seen: [String: Int] = [:]
+        for line in out.split(separator: "\n") {
+            let f = line.split(separator: " ", omittingEmptySubsequences: true)
+            guard f.count >= 5, f[0].count == 40, let size = Int(f[2]), let packed = Int(f[3]) else { continue }
+            let type = String(f[1])
+            seen[type, default: 0] += 1
+            if type == "blob" { XCTAssertLessThan(packed, size / 4, "blobs are deflated when merged") }
+            else { XCTAssertGreaterThan(packed, size, "\(type)s stay stored when merged") }
+        }
+        XCTAssertEqual(seen["blob"], 3)
+        XCTAssertEqual(seen["commit"], 3)
+        XCTAssertGreaterThanOrEqual(seen["tree"] ?? 0, 6)
+        let (fsck, fsckCode) = try git("fsck", "--strict", "--full", "--no-dangling")
+        XCTAssertEqual(fsckCode, 0, fsck)
+        let (log, logCode) = try git("log", "--format=%s", "main")
+        XCTAssertEqual(logCode, 0)
+        XCTAssertEqual(log, "change 2\nchange 1\nchange 0\n")
+    }
+
     /// Deltas in git's format: applying one to its base gives the target back, for edits at the
     /// start, middle and end, repeats, long copies, and texts with nothing in common.
     func testDeltasRebuildTheirTarget() throws {
