@@ -9,7 +9,8 @@ import Glibc
 /// `<ref>.lock` (created exclusively, as git and libgit2 do), checks that the reference still
 /// points where expected and writes the new id into the lock file; `writePack(_:alsoSyncing:)`
 /// fsyncs that file together with the pack and its index; `finish` renames it into place and
-/// fsyncs the folder. Until then any other writer (git, libgit2, another chatsync) finds the
+/// fsyncs the folder (or `putInPlace`, then `makeDurable`, so that the folder's fsync can
+/// overlap with the next update's). Until then any other writer (git, libgit2, another chatsync) finds the
 /// reference locked. Dropped without `finish`, the lock file is removed and nothing changed.
 public final class ReferenceUpdate: @unchecked Sendable {
     public let name: String
@@ -27,6 +28,13 @@ public final class ReferenceUpdate: @unchecked Sendable {
     /// Puts the new value in place (the lock file must be durable already when `durable`),
     /// then makes the rename durable.
     public func finish(durable: Bool) throws {
+        try putInPlace()
+        if durable { try makeDurable() }
+    }
+
+    /// Renames the lock file over the reference: the reference moves and the lock is free again
+    /// (the next update may take it), but the rename is not yet durable (`makeDurable`).
+    public func putInPlace() throws {
         guard open else { throw GitError(code: -1, message: "already finished or abandoned", operation: "update reference \(name)") }
         open = false
         guard rename(lockPath, path) == 0 else {
@@ -34,7 +42,12 @@ public final class ReferenceUpdate: @unchecked Sendable {
             unlink(lockPath)
             throw GitError(code: -1, message: message, operation: "update reference \(name)")
         }
-        if durable { try fsyncDirectory((path as NSString).deletingLastPathComponent) }
+    }
+
+    /// Makes the rename durable: fsyncs the reference's folder (any thread; a later update's
+    /// rename may be in it too, which is no harm).
+    public func makeDurable() throws {
+        try fsyncDirectory((path as NSString).deletingLastPathComponent)
     }
 
     /// Gives the lock up; the reference stays as it was.

@@ -200,6 +200,58 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
     }
 
+    /// Durable group commit, with the branch's folder fsynced on a thread of its own while the
+    /// next batch is written: a change is acknowledged only once the branch on disk holds it
+    /// (read by `git`), and no change is lost or numbered twice.
+    func testDurableConcurrentAppendsAreOnTheBranchWhenAcknowledged() throws {
+        let store = try makeStore(self, durable: true)
+        let chat = try store.createChat(userID: "u")
+        let refPath = store.path + "/.git/refs/heads/main"
+        let threads = 16, each = 15
+        let seen = Mutex<[String]>([])
+        let failures = Mutex<[String]>([])
+        let group = DispatchGroup()
+        for t in 0..<threads {
+            group.enter()
+            Thread {
+                for i in 0..<each {
+                    do {
+                        let m = try store.appendMessage(chatID: chat.id, role: .user, content: "t\(t) #\(i)")
+                        let tip = try String(contentsOfFile: refPath, encoding: .utf8).trimmingCharacters(in: .whitespacesAndNewlines)
+                        seen.withLock { $0.append("\(tip):\(Layout.message(chat.id, m.id))") }
+                    } catch {
+                        failures.withLock { $0.append("\(error)") }
+                    }
+                }
+                group.leave()
+            }.start()
+        }
+        group.wait()
+        XCTAssertEqual(failures.withLock { $0 }, [])
+        let lines = seen.withLock { $0 }
+        XCTAssertEqual(lines.count, threads * each)
+        // Each message is in the tree of the tip that was on disk right after its acknowledgement.
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+        p.arguments = ["-C", store.path, "cat-file", "--batch-check"]
+        let input = Pipe(), output = Pipe()
+        p.standardInput = input
+        p.standardOutput = output
+        try p.run()
+        input.fileHandleForWriting.write(Data((lines.joined(separator: "\n") + "\n").utf8))
+        try input.fileHandleForWriting.close()
+        let out = String(decoding: output.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        p.waitUntilExit()
+        let answers = out.split(separator: "\n")
+        XCTAssertEqual(answers.count, lines.count)
+        XCTAssertEqual(answers.filter { $0.hasSuffix("missing") }, [])
+        XCTAssertEqual(answers.filter { $0.contains(" blob ") }.count, lines.count)
+        XCTAssertEqual(try store.listMessages(chatID: chat.id).map(\.sequenceOrder), Array(1...(threads * each)))
+        store.syncWorkTree()
+        let (fsck, code) = try git(store.path, "fsck", "--strict", "--no-dangling")
+        XCTAssertEqual(code, 0, fsck)
+    }
+
     func testTwoStoreHandlesActLikeTwoProcessesAndLoseNothing() throws {
         let first = try makeStore(self)
         let second = try Store.open(at: first.path, options: first.options)

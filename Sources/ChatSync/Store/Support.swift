@@ -124,3 +124,59 @@ final class CommitBell: Sendable {
         }
     }
 }
+
+/// Runs the work handed to it one piece after another, in order, on a thread of its own.
+final class SerialWorker: @unchecked Sendable {
+    private let condition = NSCondition()
+    private var work: [() -> Void] = []
+    private var stopping = false
+    private var running = false
+    private let finished = DispatchSemaphore(value: 0)
+
+    init(name: String) {
+        let t = Thread { self.run() }
+        t.name = name
+        t.start()
+    }
+
+    func add(_ body: @escaping () -> Void) {
+        condition.lock()
+        work.append(body)
+        condition.signal()
+        condition.unlock()
+    }
+
+    /// Nothing handed to it is waiting or running (only the one thread that hands it work may
+    /// rely on this staying true).
+    var isIdle: Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return work.isEmpty && !running
+    }
+
+    /// Runs what was handed to it so far, then ends the thread (and waits for that).
+    func stop() {
+        condition.lock()
+        let first = !stopping
+        stopping = true
+        condition.signal()
+        condition.unlock()
+        if first { finished.wait() }
+    }
+
+    private func run() {
+        while true {
+            condition.lock()
+            while work.isEmpty && !stopping { condition.wait() }
+            if work.isEmpty { condition.unlock(); finished.signal(); return }
+            let next = work
+            work.removeAll()
+            running = true
+            condition.unlock()
+            for body in next { body() }
+            condition.lock()
+            running = false
+            condition.unlock()
+        }
+    }
+}

@@ -70,6 +70,9 @@ final class Writer: @unchecked Sendable {
     private var buildsStarted = 0
     private var buildsFinished = 0
     private let committerFinished = DispatchSemaphore(value: 0)
+    /// Makes each batch's branch move durable and acknowledges its changes, in order, on a
+    /// thread of its own: that fsync of the branch's folder overlaps with the next batch's.
+    private let durability = SerialWorker(name: "chatsync-durable")
     /// How many changes one batch takes at most.
     static let maxBatch = 256
     /// How many batches may be built and not yet committed (the one being committed included).
@@ -357,7 +360,12 @@ final class Writer: @unchecked Sendable {
             // own while the changes that came right after it wait for the next.
             let joining = buildsStarted
             while buildsFinished < joining && !committerStopping { condition.wait() }
-            if built.isEmpty { condition.unlock(); committerFinished.signal(); return }
+            if built.isEmpty {
+                condition.unlock()
+                durability.stop()
+                committerFinished.signal()
+                return
+            }
             // Every batch built so far: each was built on the one before, so they land together.
             let batches = built
             built.removeAll()
@@ -370,12 +378,18 @@ final class Writer: @unchecked Sendable {
                 continue
             }
             do {
-                try commit(batches)
-                for b in batches { for (p, r) in zip(b.changes, b.results) { p.finish(r) } }
+                let (moved, pending) = try commit(batches)
                 // Asked before the batches count as done, so that a stopping writer still
                 // merges what they added.
                 maybeCompact()
-                finishInFlight(count) { $0.redoRounds = 0 }
+                if pending != nil && (moreToCommit() || !durability.isIdle) {
+                    // The branch moved; the other thread makes that durable and acknowledges
+                    // the changes while this one writes the next batch's pack.
+                    durability.add { self.landed(batches, moved: moved, pending) }
+                } else {
+                    // Nothing else to commit yet: no need for the other thread.
+                    landed(batches, moved: moved, pending)
+                }
             } catch let e as GitError where e.isModified || e.isLocked {
                 // Another writer moved the branch (or holds its lock).
                 finishInFlight(count) { w in
@@ -394,6 +408,29 @@ final class Writer: @unchecked Sendable {
         }
     }
 
+    /// Whether a batch is built, being built or queued.
+    private func moreToCommit() -> Bool {
+        condition.lock()
+        defer { condition.unlock() }
+        return !built.isEmpty || buildsStarted > buildsFinished || !queue.isEmpty
+    }
+
+    /// `batches` are committed (`moved`: the branch moved to their last commit): once that is
+    /// durable (`pending`: the branch's rename still to make durable), tells the watchers and
+    /// the work tree, then acknowledges the changes. A failed fsync fails the changes it was for.
+    private func landed(_ batches: [BuiltBatch], moved branchMoved: Bool, _ pending: ReferenceUpdate?) {
+        var failure: Error?
+        do { try pending?.makeDurable() } catch { failure = (error as? ChatSyncError) ?? ChatSyncError.storage("\(error)") }
+        if branchMoved { moved() }
+        if branchMoved, let follower, options.workTree != .disabled {
+            // The work tree follows the branch; in synchronous mode the change waits for it.
+            let generation = follower.request(fallbackBaseline: batches[0].baseTree)
+            if options.workTree == .synchronous { follower.wait(for: generation) }
+        }
+        for b in batches { for (p, r) in zip(b.changes, b.results) { p.finish(failure.map { .failure($0) } ?? r) } }
+        finishInFlight(batches.count) { $0.redoRounds = 0 }
+    }
+
     private func finishInFlight(_ batches: Int, _ update: (Writer) -> Void) {
         condition.lock()
         update(self)
@@ -403,9 +440,10 @@ final class Writer: @unchecked Sendable {
     }
 
     /// Consecutive batches (each built on the one before): their objects first, durable (one
-    /// pack, fsynced when durable), then the branch, once.
-    private func commit(_ batches: [BuiltBatch]) throws {
-        guard let first = batches.first, let newTip = batches.last(where: { $0.newTip != nil })?.newTip else { return }
+    /// pack, fsynced when durable), then the branch, once. Returns whether the branch moved, and
+    /// its update when the rename is still to be made durable.
+    private func commit(_ batches: [BuiltBatch]) throws -> (moved: Bool, pending: ReferenceUpdate?) {
+        guard let first = batches.first, let newTip = batches.last(where: { $0.newTip != nil })?.newTip else { return (false, nil) }
         let objects = BufferedObjects(combining: batches.map(\.objects))
         // The branch's lock is taken and its new value written first, so that the value is
         // fsynced with the pack (the disk waits overlap); it moves once the pack is in place.
@@ -413,18 +451,14 @@ final class Writer: @unchecked Sendable {
             defer { update.abandon() }
             try committerRepo.writePack(objects, alsoSyncing: [update.lockPath])
             tagOrigins(batches.flatMap(\.tags))
-            try update.finish(durable: GitRuntime.fsyncEnabled)
+            try update.putInPlace()
+            return (true, GitRuntime.fsyncEnabled ? update : nil)
         } else {
             try committerRepo.writePack(objects)
             tagOrigins(batches.flatMap(\.tags))
             try committerRepo.compareAndSwapReference(branchRef, to: newTip, expected: first.base,
                                                       message: "chatsync: \(batches.reduce(0) { $0 + $1.changes.count }) change(s)")
-        }
-        moved()
-        if let follower, options.workTree != .disabled {
-            // The work tree follows the branch; in synchronous mode the change waits for it.
-            let generation = follower.request(fallbackBaseline: first.baseTree)
-            if options.workTree == .synchronous { follower.wait(for: generation) }
+            return (true, nil)
         }
     }
 
