@@ -52,10 +52,11 @@ try? FileManager.default.createDirectory(atPath: root, withIntermediateDirectori
 defer { if ProcessInfo.processInfo.environment["BENCH_KEEP"] == nil { try? FileManager.default.removeItem(atPath: root) } else { log("kept \(root)") } }
 var storeCounter = 0
 
-@MainActor func freshStore(durable: Bool) throws -> Store {
+@MainActor func freshStore(durable: Bool, workTree: Bool = true) throws -> Store {
     storeCounter += 1
     var o = StoreOptions()
     o.durable = durable
+    if !workTree { o.workTree = .disabled }
     let env = ProcessInfo.processInfo.environment
     if let m = env["BENCH_MAXPACKS"], let n = Int(m) { o.maxPacks = n }
     if env["BENCH_SYNC_WORKTREE"] != nil { o.workTree = .synchronous }
@@ -412,8 +413,8 @@ func sqliteRound(_ round: Int) throws -> Double {
     for i in 0..<count { sqlite.append(chat: "bench-chat", content: "message \(i)") }
     return Double(count) / (now() - t0)
 }
-func groupRound(durable: Bool) throws -> Double {
-    let store = try freshStore(durable: durable)
+func groupRound(durable: Bool, workTree: Bool = true) throws -> Double {
+    let store = try freshStore(durable: durable, workTree: workTree)
     let chat = try store.createChat(userID: "bench")
     let writers = 16, each = quick ? 20 : 200
     let t0 = now()
@@ -427,10 +428,11 @@ func groupRound(durable: Bool) throws -> Double {
     return rate
 }
 let rounds = quick ? 1 : 3
-var sqliteRates: [Double] = [], durableRates: [Double] = []
+var sqliteRates: [Double] = [], durableRates: [Double] = [], bareRates: [Double] = []
 for round in 0..<rounds {
     sqliteRates.append(try sqliteRound(round))
     durableRates.append(try groupRound(durable: true))
+    bareRates.append(try groupRound(durable: true, workTree: false))
 }
 let fast = try groupRound(durable: false)
 let each = (quick ? 20 : 200) * 16
@@ -440,6 +442,8 @@ record("appends/s, 16 concurrent writers, one commit each, no fsync", fast, "ops
 record("appends/s, 16 concurrent writers, one commit each, durable", median(durableRates), "ops/s",
        "median of \(rounds) × \(each) appends: " + durableRates.map { String(format: "%.0f", $0) }.joined(separator: ", "))
 record("chatsync (durable, 16 writers) / SQLite (1 connection)", median(durableRates) / median(sqliteRates), "x", "target ≥ 1")
+record("  the same without a work tree (StoreOptions.workTree = .disabled)", median(bareRates), "ops/s",
+       String(format: "%.2f× SQLite; ", median(bareRates) / median(sqliteRates)) + bareRates.map { String(format: "%.0f", $0) }.joined(separator: ", "))
 }
 
 if want("merge") {
