@@ -36,6 +36,19 @@ final class EndToEndTests: XCTestCase {
         return (url, p)
     }
 
+    /// A store made by the binary's `init` in a temporary folder (removed after the test).
+    func newStore(_ name: String) throws -> String {
+        let store = NSTemporaryDirectory() + "chatsync-\(name)-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: store) }
+        let p = Process()
+        p.executableURL = URL(fileURLWithPath: Self.binary)
+        p.arguments = ["init", "--store", store]
+        p.standardOutput = FileHandle.nullDevice
+        try p.run(); p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0)
+        return store
+    }
+
     func request(_ method: String, _ url: String, _ body: String? = nil, token: String? = nil) async throws -> (Int, JSONValue?) {
         try await Self.send(method, url, body, token: token)
     }
@@ -50,13 +63,7 @@ final class EndToEndTests: XCTestCase {
     }
 
     func testTheBinaryServesTheAPIAnd16ClientsAppendGapFree() async throws {
-        let store = NSTemporaryDirectory() + "chatsync-e2e-\(UUID().uuidString)"
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: store) }
-        let init_ = Process()
-        init_.executableURL = URL(fileURLWithPath: Self.binary)
-        init_.arguments = ["init", "--store", store]
-        init_.standardOutput = FileHandle.nullDevice
-        try init_.run(); init_.waitUntilExit()
+        let store = try newStore("e2e")
         let (base, _) = try startServer(store, token: "e2e-token")
         let (unauthorized, _) = try await request("GET", base + "/api/health")
         XCTAssertEqual(unauthorized, 401)
@@ -95,13 +102,7 @@ final class EndToEndTests: XCTestCase {
     /// branch's folder fsynced on a thread of its own): every append answered 201 is in the
     /// store afterwards, the numbers are gap-free, `git fsck` is clean, and a new server works.
     func testAcknowledgedAppendsSurviveKillNineOfABusyServer() async throws {
-        let store = NSTemporaryDirectory() + "chatsync-crash-\(UUID().uuidString)"
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: store) }
-        let init_ = Process()
-        init_.executableURL = URL(fileURLWithPath: Self.binary)
-        init_.arguments = ["init", "--store", store]
-        init_.standardOutput = FileHandle.nullDevice
-        try init_.run(); init_.waitUntilExit()
+        let store = try newStore("crash")
         let (base, server) = try startServer(store, durable: true)
         let (created, chat) = try await request("POST", base + "/api/chats", #"{"user_id": "u", "title": "Crash"}"#)
         XCTAssertEqual(created, 201)
