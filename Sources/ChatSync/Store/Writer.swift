@@ -28,14 +28,16 @@ private final class PendingChange: @unchecked Sendable {
 /// top of the previous one, all of the batch's objects are written as one pack, made durable
 /// together, and the branch moves once, by compare-and-swap.
 ///
-/// Two threads share the work, so that building a batch's commits overlaps with making the
+/// Three threads share the work, so that building a batch's commits overlaps with making the
 /// previous batch durable: the building thread makes a batch's commits (objects in memory) on
 /// top of the batch before it, whether or not that one is on the branch yet, and hands it to
-/// the committing thread, which writes the pack, fsyncs, moves the branch (expecting exactly
-/// the tip the batch was built on) and only then acknowledges the batch's changes. A writer in
-/// another process that moved the branch first makes the batch, and any built on it, start
-/// again on the new tip; no change is lost, and none is acknowledged before the state it saw
-/// is on the branch.
+/// the committing thread, which writes the pack, fsyncs, and moves the branch (expecting
+/// exactly the tip the batch was built on); the third thread then fsyncs the branch's folder
+/// and only then acknowledges the batch's changes, in order, while the committing thread
+/// writes the next batch's pack (a batch with nothing behind it is finished on the committing
+/// thread, without the hand-over). A writer in another process that moved the branch first
+/// makes the batch, and any built on it, start again on the new tip; no change is lost, and
+/// none is acknowledged before the state it saw is on the branch.
 final class Writer: @unchecked Sendable {
     /// Builds commits (the building thread only); new objects stay in its memory buffer.
     private let repo: Repository
