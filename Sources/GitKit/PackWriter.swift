@@ -1,5 +1,6 @@
 import CLibgit2
 import Foundation
+import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -327,10 +328,44 @@ func writeAll(_ fd: Int32, _ chunk: UnsafeRawBufferPointer, path: String) throws
     }
 }
 
+/// Empty temporary files made ahead (`Repository.prepareTemporaryFiles`), by folder and prefix:
+/// creating a file costs 0.03 ms on a fresh ext4 folder group and 0.5–0.9 ms where many files
+/// were deleted lately, so a writer makes the next batch's files while it waits for the batch.
+enum PreparedFiles {
+    private static let files = Mutex<[String: [(fd: Int32, path: String)]]>([:])
+
+    static func prepare(in dir: String, prefix: String) throws {
+        let key = dir + "/" + prefix
+        if files.withLock({ !($0[key] ?? []).isEmpty }) { return }
+        let made = try createTemporary(in: dir, prefix: prefix)
+        files.withLock { $0[key, default: []].append(made) }
+    }
+
+    /// A file made ahead, still in its folder (`git prune` removes old temporaries).
+    static func take(in dir: String, prefix: String) -> (fd: Int32, path: String)? {
+        while let f = files.withLock({ $0[dir + "/" + prefix]?.popLast() }) {
+            var st = stat()
+            if fstat(f.fd, &st) == 0, st.st_nlink > 0 { return f }
+            close(f.fd)
+        }
+        return nil
+    }
+
+    /// Removes the files made ahead in `dir` and not used.
+    static func discard(in dir: String) {
+        let gone: [(fd: Int32, path: String)] = files.withLock { all in
+            var out: [(fd: Int32, path: String)] = []
+            for key in all.keys where key.hasPrefix(dir + "/") { out += all.removeValue(forKey: key) ?? [] }
+            return out
+        }
+        for f in gone { close(f.fd); unlink(f.path) }
+    }
+}
+
 /// Writes a file in pieces under a temporary name in `dir` and returns the temporary path (the
 /// caller fsyncs it and renames it into place: see `install`).
 private func writeTemporary(in dir: String, prefix: String, _ body: ((UnsafeRawBufferPointer) throws -> Void) throws -> Void) throws -> String {
-    let (fd, path) = try createTemporary(in: dir, prefix: prefix)
+    let (fd, path) = try PreparedFiles.take(in: dir, prefix: prefix) ?? createTemporary(in: dir, prefix: prefix)
     var ok = false
     defer {
         close(fd)
@@ -422,6 +457,15 @@ extension Repository {
         if durable { try fsyncDirectory(dir) }
         return PackFile(packPath: name + ".pack", objectCount: count, isKept: false)
     }
+
+    /// Makes the temporary files of the next `writePack` (the pack's and its index's) now, while
+    /// nothing waits for them (see `PreparedFiles`); `discardPreparedFiles` removes them unused.
+    public func prepareTemporaryFiles() throws {
+        try PreparedFiles.prepare(in: packDirectory, prefix: "tmp_pack_")
+        try PreparedFiles.prepare(in: packDirectory, prefix: "tmp_idx_")
+    }
+
+    public func discardPreparedFiles() { PreparedFiles.discard(in: packDirectory) }
 
     /// Writes `objects` as one pack (each object whole and stored, not deflated: see
     /// `StoredZlib`; no deltas) and its index.

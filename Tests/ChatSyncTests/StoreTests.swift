@@ -250,6 +250,10 @@ final class StoreTests: XCTestCase {
         store.syncWorkTree()
         let (fsck, code) = try git(store.path, "fsck", "--strict", "--no-dangling")
         XCTAssertEqual(code, 0, fsck)
+        // The files the writer makes ahead for the next batch go when the store closes.
+        store.close()
+        let packDir = store.path + "/.git/objects/pack"
+        XCTAssertEqual(try FileManager.default.contentsOfDirectory(atPath: packDir).filter { $0.hasPrefix("tmp_") }, [])
     }
 
     func testTwoStoreHandlesActLikeTwoProcessesAndLoseNothing() throws {

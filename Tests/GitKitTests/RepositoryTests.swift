@@ -301,6 +301,41 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(Array(cat.utf8), contents[2])
     }
 
+    /// Temporary files made ahead are the ones the next pack is written to; unused ones are
+    /// removed; none is left behind either way.
+    func testPreparedTemporaryFilesAreUsedOrRemoved() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        let packDir = repo.gitDir + "objects/pack"
+        func temporaries() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: packDir).filter { $0.hasPrefix("tmp_") }.sorted() }
+        try repo.prepareTemporaryFiles()
+        let made = try temporaries()
+        XCTAssertEqual(made.count, 2)
+        XCTAssertEqual(made.filter { $0.hasPrefix("tmp_pack_") }.count, 1)
+        try repo.prepareTemporaryFiles()  // already there: no more
+        XCTAssertEqual(try temporaries(), made)
+        let bytes = Array("prepared".utf8)
+        try repo.bufferObjectsInMemory()
+        let id = try repo.writeBlob(Data(bytes))
+        repo.discardBufferedObjects()
+        try repo.writePack([PackObject(oid: id, type: GIT_OBJECT_BLOB, bytes: bytes)], durable: true)
+        XCTAssertEqual(try temporaries(), [], "the pack and its index were written to the prepared files")
+        XCTAssertEqual(try Repository.open(dir).readBlob(id), Data(bytes))
+        // Removed by someone else (git prune): a new file is made instead.
+        try repo.prepareTemporaryFiles()
+        for name in try temporaries() { unlink(packDir + "/" + name) }
+        let other = Array("after prune".utf8)
+        let otherID = try repo.writeBlob(Data(other))
+        repo.discardBufferedObjects()
+        try repo.writePack([PackObject(oid: otherID, type: GIT_OBJECT_BLOB, bytes: other)], durable: true)
+        XCTAssertEqual(try Repository.open(dir).readBlob(otherID), Data(other))
+        try repo.prepareTemporaryFiles()
+        XCTAssertEqual(try temporaries().count, 2)
+        repo.discardPreparedFiles()
+        XCTAssertEqual(try temporaries(), [])
+        let (fsck, code) = try git("fsck", "--strict")
+        XCTAssertEqual(code, 0, fsck)
+    }
+
     /// Merging deflates blobs only: trees and commits (mostly object ids, which do not
     /// compress) stay stored until `compact`; git reads all of them.
     func testMergingDeflatesBlobsAndKeepsTreesAndCommitsStored() throws {

@@ -355,6 +355,9 @@ final class Writer: @unchecked Sendable {
 
     private func runCommitter() {
         while true {
+            // The next batch's pack and index files, made while waiting for it (creating a file
+            // is slow where many were deleted lately: merging deletes packs).
+            try? committerRepo.prepareTemporaryFiles()
             condition.lock()
             while built.isEmpty && !committerStopping { condition.wait() }
             // A batch being built now is built on these: it joins them (waiting for that one
@@ -364,6 +367,7 @@ final class Writer: @unchecked Sendable {
             while buildsFinished < joining && !committerStopping { condition.wait() }
             if built.isEmpty {
                 condition.unlock()
+                committerRepo.discardPreparedFiles()
                 durability.stop()
                 committerFinished.signal()
                 return
