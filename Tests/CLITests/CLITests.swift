@@ -2,11 +2,17 @@ import ChatSync
 import Foundation
 import XCTest
 
-/// Runs the built `chatsync` binary on a store; returns what it printed and its exit status.
-func runChatsync(_ args: [String], store: String) throws -> (out: String, err: String, status: Int32) {
+/// Runs a program with `env` added to this process's environment (less `CHATSYNC_STORE` and
+/// `SSH_AUTH_SOCK`); returns what it printed and its exit status.
+func runTool(_ path: String, _ args: [String], env: [String: String] = [:]) throws -> (out: String, err: String, status: Int32) {
     let p = Process()
-    p.executableURL = URL(fileURLWithPath: CLITests.binary)
-    p.arguments = args + ["--store", store]
+    p.executableURL = URL(fileURLWithPath: path)
+    p.arguments = args
+    var environment = ProcessInfo.processInfo.environment
+    environment.removeValue(forKey: "CHATSYNC_STORE")
+    environment.removeValue(forKey: "SSH_AUTH_SOCK")
+    for (k, v) in env { environment[k] = v }
+    p.environment = environment
     let out = Pipe(), err = Pipe()
     p.standardOutput = out
     p.standardError = err
@@ -15,6 +21,11 @@ func runChatsync(_ args: [String], store: String) throws -> (out: String, err: S
     let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
     p.waitUntilExit()
     return (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), p.terminationStatus)
+}
+
+/// Runs the built `chatsync` binary on a store; returns what it printed and its exit status.
+func runChatsync(_ args: [String], store: String) throws -> (out: String, err: String, status: Int32) {
+    try runTool(CLITests.binary, args + ["--store", store])
 }
 
 /// End-to-end tests: they run the built `chatsync` binary, as a user would, and read the

@@ -26,22 +26,7 @@ final class SSHRemoteTests: XCTestCase {
 
     @discardableResult
     func run(_ tool: String, _ args: [String], env: [String: String] = [:]) throws -> (out: String, err: String, status: Int32) {
-        let p = Process()
-        p.executableURL = URL(fileURLWithPath: tool)
-        p.arguments = args
-        var environment = ProcessInfo.processInfo.environment
-        environment.removeValue(forKey: "CHATSYNC_STORE")
-        environment.removeValue(forKey: "SSH_AUTH_SOCK")
-        for (k, v) in env { environment[k] = v }
-        p.environment = environment
-        let out = Pipe(), err = Pipe()
-        p.standardOutput = out
-        p.standardError = err
-        p.standardInput = FileHandle.nullDevice
-        try p.run()
-        let o = out.fileHandleForReading.readDataToEndOfFile(), e = err.fileHandleForReading.readDataToEndOfFile()
-        p.waitUntilExit()
-        return (String(decoding: o, as: UTF8.self), String(decoding: e, as: UTF8.self), p.terminationStatus)
+        try runTool(tool, args, env: env)
     }
 
     func key(_ name: String) throws -> String {
