@@ -274,7 +274,7 @@ extension Repository {
         let odb = try objectDatabase()
         var object: OpaquePointer?
         var raw = oid.raw
-        try check(git_odb_read(&object, odb, &raw), "read object \(oid.short)")
+        try check(retryingRemovedPacks { git_odb_read(&object, odb, &raw) }, "read object \(oid.short)")
         defer { git_odb_object_free(object) }
         let bytes = Array(UnsafeRawBufferPointer(start: git_odb_object_data(object), count: git_odb_object_size(object)))
         return (git_odb_object_type(object), bytes)

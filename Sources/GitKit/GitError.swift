@@ -1,4 +1,7 @@
 import CLibgit2
+#if canImport(Glibc)
+import Glibc
+#endif
 
 /// An error reported by libgit2, with the operation that failed and libgit2's own message.
 ///
@@ -38,6 +41,27 @@ public struct GitError: Error, CustomStringConvertible, Sendable, Equatable {
 @inline(__always)
 func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
     if code < 0 { throw lastError(code, operation()) }
+}
+
+/// Runs a libgit2 read again when it failed because a pack merge removed packs under it.
+/// A handle keeps every pack it has seen (libgit2 1.5 never drops one), and libgit2 closes the
+/// least recently used pack files (`GIT_OPT_SET_MWINDOW_FILE_LIMIT`) and opens them again when
+/// read: when another thread closes such a pack between the moment an object is found in it
+/// and the moment it is read, opening it again fails ("invalid packfile"). And a miss makes
+/// libgit2 list the pack folder once more, but two merges in a row can remove the pack it
+/// found there before it loads it ("object not found"). Looked up again, the object comes from
+/// the pack that replaced them (a pack that failed to open is passed over). A path missing in
+/// a tree is another message, and not retried.
+@inline(__always)
+func retryingRemovedPacks(_ call: () -> Int32) -> Int32 {
+    var code = call()
+    var attempts = 0
+    while code < 0 && attempts < 3, let err = git_error_last(), let m = err.pointee.message,
+          strncmp(m, "invalid packfile", 16) == 0 || strncmp(m, "object not found", 16) == 0 {
+        attempts += 1
+        code = call()
+    }
+    return code
 }
 
 func lastError(_ code: Int32, _ operation: String) -> GitError {

@@ -225,7 +225,7 @@ public final class Repository: @unchecked Sendable {
         let odb = try objectDatabase()
         var object: OpaquePointer?
         var raw = oid.raw
-        try check(git_odb_read(&object, odb, &raw), "read object \(oid.short)")
+        try check(retryingRemovedPacks { git_odb_read(&object, odb, &raw) }, "read object \(oid.short)")
         defer { git_odb_object_free(object) }
         return try body(UnsafeRawBufferPointer(start: git_odb_object_data(object), count: git_odb_object_size(object)))
     }
@@ -243,7 +243,7 @@ public final class Repository: @unchecked Sendable {
     public func withBlob<T>(_ oid: OID, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> T {
         var blob: OpaquePointer?
         var raw = oid.raw
-        try check(git_blob_lookup(&blob, pointer, &raw), "read blob \(oid.short)")
+        try check(retryingRemovedPacks { git_blob_lookup(&blob, pointer, &raw) }, "read blob \(oid.short)")
         defer { git_blob_free(blob) }
         let size = Int(git_blob_rawsize(blob))
         guard let bytes = git_blob_rawcontent(blob) else { return try body(UnsafeRawBufferPointer(start: nil, count: 0)) }
@@ -258,7 +258,7 @@ public final class Repository: @unchecked Sendable {
     private func lookupTree(_ oid: OID) throws -> OpaquePointer {
         var tree: OpaquePointer?
         var raw = oid.raw
-        try check(git_tree_lookup(&tree, pointer, &raw), "read tree \(oid.short)")
+        try check(retryingRemovedPacks { git_tree_lookup(&tree, pointer, &raw) }, "read tree \(oid.short)")
         return tree!
     }
 
@@ -267,7 +267,7 @@ public final class Repository: @unchecked Sendable {
         let tree = try lookupTree(root)
         defer { git_tree_free(tree) }
         var entry: OpaquePointer?
-        let code = git_tree_entry_bypath(&entry, tree, path)
+        let code = retryingRemovedPacks { git_tree_entry_bypath(&entry, tree, path) }
         if code == GIT_ENOTFOUND.rawValue { return nil }
         try check(code, "find \(path) in tree \(root.short)")
         defer { git_tree_entry_free(entry) }
@@ -536,7 +536,7 @@ public final class Repository: @unchecked Sendable {
     public func commit(_ oid: OID) throws -> CommitInfo {
         var c: OpaquePointer?
         var raw = oid.raw
-        try check(git_commit_lookup(&c, pointer, &raw), "read commit \(oid.short)")
+        try check(retryingRemovedPacks { git_commit_lookup(&c, pointer, &raw) }, "read commit \(oid.short)")
         defer { git_commit_free(c) }
         let tree = OID(git_commit_tree_id(c)!.pointee)
         var parents: [OID] = []

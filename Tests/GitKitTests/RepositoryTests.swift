@@ -1,6 +1,7 @@
 import Foundation
 import CLibgit2
 @testable import GitKit
+import Synchronization
 import XCTest
 
 final class RepositoryTests: XCTestCase {
@@ -123,6 +124,42 @@ final class RepositoryTests: XCTestCase {
         // A symbolic reference is left to libgit2.
         XCTAssertEqual(try git("symbolic-ref", "refs/heads/alias", "refs/heads/main").1, 0)
         XCTAssertNil(try repo.prepareReferenceUpdate("refs/heads/alias", to: a, expected: c))
+    }
+
+    /// A handle keeps reading while another merges packs and removes the old ones, with
+    /// libgit2 allowed one open pack file, so that it closes and opens packs all the time: a
+    /// read that finds an object in a removed pack whose file was closed meanwhile finds it
+    /// again in the merged pack instead of failing.
+    func testReadsSurvivePacksRemovedByMergesWhileFilesAreClosedAndOpened() throws {
+        let writer = try Repository.create(at: dir, initialBranch: "main")
+        try writer.bufferObjectsInMemory()
+        _ = chatsync_git_set_mwindow_file_limit(1)
+        defer { _ = chatsync_git_set_mwindow_file_limit(128) }
+        let readers = try (0..<2).map { _ in try Repository.open(dir) }
+        let written = Mutex<[OID]>([])
+        let failures = Mutex<[String]>([])
+        let done = Atomic<Bool>(false)
+        let group = DispatchGroup()
+        for reader in readers {
+            DispatchQueue.global().async(group: group) {
+                while !done.load(ordering: .relaxed) {
+                    for oid in written.withLock({ $0 }).suffix(64) {
+                        do { _ = try reader.withBlob(oid) { $0.count } } catch { failures.withLock { $0.append("\(error)") } }
+                    }
+                }
+            }
+        }
+        for round in 0..<300 {
+            var made: [OID] = []
+            for i in 0..<4 { made.append(try writer.writeBlob(Data("round \(round) blob \(i)\n".utf8))) }
+            try writer.flushObjects()
+            written.withLock { $0 += made }
+            if round % 3 == 2 { try writer.concatenatePacks(writer.packFiles()) }
+        }
+        done.store(true, ordering: .relaxed)
+        group.wait()
+        XCTAssertEqual(failures.withLock { Array($0.prefix(3)) }, [])
+        for oid in written.withLock({ $0 }) { XCTAssertNoThrow(try readers[0].withBlob(oid) { $0.count }) }
     }
 
     func testBufferedObjectsAreWrittenAsOnePack() throws {
