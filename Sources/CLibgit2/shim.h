@@ -60,4 +60,21 @@ static inline int chatsync_backend_write(git_odb_backend *b, const git_oid *oid,
     return b->write(b, oid, data, len, type);
 }
 
+/* renameat2 (Linux 3.15+; glibc declares it only with _GNU_SOURCE): -1 with errno EINVAL or
+   ENOSYS where the file system or the system cannot. 1 is RENAME_NOREPLACE, 2 RENAME_EXCHANGE. */
+#include <errno.h>
+#include <fcntl.h>
+#include <unistd.h>
+#if defined(__linux__)
+#include <sys/syscall.h>
+#endif
+static inline int chatsync_renameat2(const char *from, const char *to, unsigned int flags) {
+#if defined(__linux__) && defined(SYS_renameat2)
+    return (int)syscall(SYS_renameat2, AT_FDCWD, from, AT_FDCWD, to, flags);
+#else
+    errno = ENOSYS;
+    return -1;
+#endif
+}
+
 #endif

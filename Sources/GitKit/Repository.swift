@@ -75,6 +75,9 @@ public final class Repository: @unchecked Sendable {
     /// Whether `core.logAllRefUpdates` is false, as read when `.git/config` was this file
     /// (inode, size, modification time; see `prepareReferenceUpdate`).
     var noReflogs: (file: [Int], value: Bool)?
+    /// Names this handle's spare lock files (see `ReferenceUpdate`); nil once renameat2 proved
+    /// unusable here.
+    var spareToken: String? = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     private static let builtTreesLimit = 4096
 
     private func track(_ oid: OID, _ type: git_object_t, _ bytes: [UInt8]) {

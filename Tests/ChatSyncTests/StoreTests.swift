@@ -430,15 +430,18 @@ final class StoreTests: XCTestCase {
     }
 
     func testAStaleLockLeftByACrashIsCleared() throws {
-        let store = try makeStore(self)
+        let store = try makeStore(self) { $0.staleLockSeconds = 0.5 }
         let chat = try store.createChat(userID: "u")
         let lock = store.path + "/.git/refs/heads/main.lock"
         XCTAssertTrue(FileManager.default.createFile(atPath: lock, contents: Data()))
-        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: lock)
         let indexLock = store.path + "/.git/index.lock"
         XCTAssertTrue(FileManager.default.createFile(atPath: indexLock, contents: Data()))
-        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: indexLock)
+        // Stale means untouched: neither written nor renamed (an old modification time alone is
+        // not enough, as a lock taken by a rename keeps its contents' time).
+        try FileManager.default.setAttributes([.modificationDate: Date(timeIntervalSinceNow: -60)], ofItemAtPath: lock)
+        let started = Date()
         let m = try store.appendMessage(chatID: chat.id, role: .user, content: "after a crash")
+        XCTAssertGreaterThanOrEqual(Date().timeIntervalSince(started), 0.45, "the lock was taken away before it went stale")
         XCTAssertEqual(m.sequenceOrder, 1)
         XCTAssertFalse(FileManager.default.fileExists(atPath: lock))
         store.syncWorkTree()

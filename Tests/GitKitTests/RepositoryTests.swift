@@ -126,6 +126,75 @@ final class RepositoryTests: XCTestCase {
         XCTAssertNil(try repo.prepareReferenceUpdate("refs/heads/alias", to: a, expected: c))
     }
 
+    /// A reference update neither creates nor removes a file once the handle has a spare: the
+    /// new value goes into the spare, which becomes the lock, trades places with the reference,
+    /// and the old reference file becomes the spare. git and libgit2 see no extra reference.
+    func testReferenceUpdatesRecycleTheirFiles() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.setConfigString("core.logAllRefUpdates", "false")
+        let heads = repo.gitDir + "refs/heads"
+        let t = try repo.emptyTree()
+        var commits: [OID] = []
+        for i in 0..<6 { commits.append(try repo.createCommit(tree: t, parents: commits.suffix(1), author: sig(), message: "c\(i)")) }
+        try repo.flushObjects()
+        func inode(_ path: String) -> UInt64? {
+            var st = stat()
+            return stat(path, &st) == 0 ? UInt64(st.st_ino) : nil
+        }
+        func spares() throws -> [String] { try FileManager.default.contentsOfDirectory(atPath: heads).filter { $0 != "main" }.sorted() }
+
+        // The first update creates the branch; the second makes the spare (the old branch file).
+        try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: commits[0], expected: nil)).finish(durable: true)
+        XCTAssertEqual(try spares(), [])
+        try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: commits[1], expected: commits[0])).finish(durable: true)
+        let spareNames = try spares()
+        XCTAssertEqual(spareNames.count, 1)
+        let spare = heads + "/" + spareNames[0]
+        XCTAssertTrue(spareNames[0].hasPrefix(".main.") && spareNames[0].hasSuffix(".lock"), spareNames[0])
+
+        // From then on the two files trade places: no file is made or removed.
+        for i in 2..<5 {
+            let (mainBefore, spareBefore) = (inode(heads + "/main"), inode(spare))
+            try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: commits[i], expected: commits[i - 1])).finish(durable: true)
+            XCTAssertEqual(inode(heads + "/main"), spareBefore)
+            XCTAssertEqual(inode(spare), mainBefore)
+            XCTAssertEqual(try spares(), spareNames)
+            XCTAssertEqual(try String(contentsOfFile: heads + "/main", encoding: .utf8), commits[i].hex + "\n")
+        }
+        // A refused update gives its lock back to the spare; so does one given up.
+        XCTAssertThrowsError(try repo.prepareReferenceUpdate("refs/heads/main", to: commits[5], expected: commits[0])) {
+            XCTAssertTrue(($0 as? GitError)?.isModified == true, "\($0)")
+        }
+        try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: commits[5], expected: commits[4])).abandon()
+        XCTAssertEqual(try spares(), spareNames)
+        // Someone else's lock: refused, left alone, and the spare kept.
+        FileManager.default.createFile(atPath: heads + "/main.lock", contents: Data())
+        XCTAssertThrowsError(try repo.prepareReferenceUpdate("refs/heads/main", to: commits[5], expected: commits[4])) {
+            XCTAssertTrue(($0 as? GitError)?.isLocked == true, "\($0)")
+        }
+        XCTAssertEqual(try spares(), (spareNames + ["main.lock"]).sorted())
+        unlink(heads + "/main.lock")
+
+        // git and libgit2 list one branch, and git reads and checks the store as usual.
+        XCTAssertEqual(try git("for-each-ref", "--format=%(refname)").0, "refs/heads/main\n")
+        XCTAssertEqual(try repo.referenceNames(glob: "refs/*"), ["refs/heads/main"])
+        XCTAssertEqual(try git("rev-parse", "main").0, commits[4].hex + "\n")
+        let fsck = try git("fsck", "--strict")
+        XCTAssertEqual(fsck.1, 0, fsck.0)
+        XCTAssertEqual(try git("update-ref", "refs/heads/main", commits[5].hex, commits[4].hex).1, 0)
+        try XCTUnwrap(try repo.prepareReferenceUpdate("refs/heads/main", to: commits[4], expected: commits[5])).finish(durable: true)
+        XCTAssertEqual(try git("rev-parse", "main").0, commits[4].hex + "\n")
+
+        // The handle's spare goes when asked; spares nobody touched lately go too.
+        repo.discardSpareLock("refs/heads/main")
+        XCTAssertEqual(try spares(), [])
+        FileManager.default.createFile(atPath: heads + "/.main.1234.lock", contents: Data())
+        ReferenceUpdate.removeSpares(in: heads, olderThan: 60)
+        XCTAssertEqual(try spares(), [".main.1234.lock"])
+        ReferenceUpdate.removeSpares(in: heads, olderThan: 0)
+        XCTAssertEqual(try spares(), [])
+    }
+
     /// A handle keeps reading while another merges packs and removes the old ones, with
     /// libgit2 allowed one open pack file, so that it closes and opens packs all the time: a
     /// read that finds an object in a removed pack whose file was closed meanwhile finds it

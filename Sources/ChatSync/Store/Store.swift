@@ -146,6 +146,7 @@ public final class Store: @unchecked Sendable {
         LockFiles.clearIfStale(gitDir + branchRef + ".lock", olderThan: options.staleLockSeconds)
         LockFiles.clearIfStale(gitDir + "index.lock", olderThan: options.staleLockSeconds)
         LockFiles.clearIfStale(gitDir + "HEAD.lock", olderThan: options.staleLockSeconds)
+        ReferenceUpdate.removeSpares(in: ((gitDir + branchRef) as NSString).deletingLastPathComponent, olderThan: options.staleLockSeconds)
     }
 
     private func writeMarker() throws {

@@ -51,13 +51,17 @@ final class FileLock: @unchecked Sendable {
 }
 
 enum LockFiles {
-    /// Removes a git lock file (`*.lock`) older than `age` seconds: one left by a crashed
-    /// process. A live writer holds such a lock for milliseconds.
+    /// Removes a git lock file (`*.lock`) untouched for `age` seconds: one left by a crashed
+    /// process. A live writer holds such a lock for milliseconds. Touched means written or
+    /// renamed (the change time): a lock taken by renaming a file into place (see
+    /// `ReferenceUpdate`) is fresh whatever its contents' age.
     @discardableResult
     static func clearIfStale(_ path: String, olderThan age: Double) -> Bool {
         var st = stat()
         guard stat(path, &st) == 0 else { return false }
-        let mtime = Double(st.st_mtim.tv_sec) + Double(st.st_mtim.tv_nsec) / 1e9
+        let (m, c) = (st.st_mtim, st.st_ctim)
+        let touched = (c.tv_sec, c.tv_nsec) > (m.tv_sec, m.tv_nsec) ? c : m
+        let mtime = Double(touched.tv_sec) + Double(touched.tv_nsec) / 1e9
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let nowS = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9

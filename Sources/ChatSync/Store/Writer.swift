@@ -369,6 +369,7 @@ final class Writer: @unchecked Sendable {
                 condition.unlock()
                 committerRepo.discardPreparedFiles()
                 durability.stop()
+                committerRepo.discardSpareLock(branchRef)
                 committerFinished.signal()
                 return
             }
