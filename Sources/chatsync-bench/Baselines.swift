@@ -32,7 +32,7 @@ final class SQLiteBaseline {
         sqlite3_step(next)
         let seq = sqlite3_column_int64(next, 0)
         sqlite3_reset(next)
-        sqlite3_bind_text(insert, 1, UUID().uuidString, -1, chatsync_sqlite_transient())
+        sqlite3_bind_text(insert, 1, newID(), -1, chatsync_sqlite_transient())
         sqlite3_bind_text(insert, 2, chat, -1, chatsync_sqlite_transient())
         sqlite3_bind_int64(insert, 3, seq)
         sqlite3_bind_text(insert, 4, "user", -1, chatsync_sqlite_transient())
@@ -57,7 +57,7 @@ final class PlainLibgit2Baseline {
     }
 
     func append(chat: String, content: String, n: Int) throws {
-        let id = UUID().uuidString.lowercased()
+        let id = newID()
         let doc = Data(#"{"chat_id": "\#(chat)", "content": "\#(content)", "id": "\#(id)", "sequence_order": \#(n)}"#.utf8)
         let blob = try repo.writeBlob(doc)
         tree = try repo.updateTree(tree, [.upsert(Layout.message(chat, id), blob)])

@@ -429,6 +429,18 @@ final class StoreTests: XCTestCase {
         XCTAssertTrue(report.problems.contains { $0.path == "stray.json" }, "\(report.problems)")
     }
 
+    /// New ids are random version-4 UUIDs in lowercase (the id rule's form), none repeated.
+    func testNewIDsAreLowercaseVersion4UUIDs() throws {
+        let ids = (0..<10_000).map { _ in newID() }
+        XCTAssertEqual(Set(ids).count, ids.count)
+        let form = try NSRegularExpression(pattern: "^[0-9a-f]{8}-[0-9a-f]{4}-4[0-9a-f]{3}-[89ab][0-9a-f]{3}-[0-9a-f]{12}$")
+        for id in ids { XCTAssertEqual(form.numberOfMatches(in: id, range: NSRange(id.startIndex..., in: id)), 1, id) }
+        // Every random nibble takes every value (a stuck byte would not).
+        for position in [0, 9, 15, 20, 35] {
+            XCTAssertEqual(Set(ids.map { $0[$0.index($0.startIndex, offsetBy: position)] }).count, 16, "position \(position)")
+        }
+    }
+
     func testAStaleLockLeftByACrashIsCleared() throws {
         let store = try makeStore(self) { $0.staleLockSeconds = 0.5 }
         let chat = try store.createChat(userID: "u")

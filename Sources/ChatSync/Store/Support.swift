@@ -82,8 +82,23 @@ func writeFileAtomically(_ data: Data, to path: String) throws {
     }
 }
 
-/// A random UUID in lowercase, the default id of new documents.
-public func newID() -> String { UUID().uuidString.lowercased() }
+/// A random UUID (version 4) in lowercase, the default id of new documents. The bytes come
+/// from the system's generator (`getrandom` on Linux): Foundation's `UUID()` there opens and
+/// reads `/dev/urandom` for each one.
+public func newID() -> String {
+    var g = SystemRandomNumberGenerator()
+    let (a, b) = (g.next() as UInt64, g.next() as UInt64)
+    var bytes = [UInt8](repeating: 0, count: 16)
+    for i in 0..<8 {
+        bytes[i] = UInt8(truncatingIfNeeded: a >> (8 * i))
+        bytes[8 + i] = UInt8(truncatingIfNeeded: b >> (8 * i))
+    }
+    bytes[6] = (bytes[6] & 0x0F) | 0x40  // version 4
+    bytes[8] = (bytes[8] & 0x3F) | 0x80  // RFC 4122 variant
+    let u = UUID(uuid: (bytes[0], bytes[1], bytes[2], bytes[3], bytes[4], bytes[5], bytes[6], bytes[7],
+                        bytes[8], bytes[9], bytes[10], bytes[11], bytes[12], bytes[13], bytes[14], bytes[15]))
+    return u.uuidString.lowercased()
+}
 
 /// Where the commits this process put on the branch came from, for the watch stream.
 final class OriginLog: Sendable {
