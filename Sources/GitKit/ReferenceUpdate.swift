@@ -22,7 +22,7 @@ import Glibc
 /// atomic: a reader sees the old id or the new one), and the old reference file, now at the
 /// lock's name, becomes the spare again, which frees the lock. On ext4 without a journal,
 /// creating a file scans the inodes freed in the last minutes, and renaming a lock over the
-/// reference frees one: a commit a batch made that cost grow (0.15–0.9 ms a file here).
+/// reference frees one, so every batch made the next creation slower (0.15–0.9 ms a file here).
 /// Without a spare (the first update, or where `renameat2` is refused) the lock is created
 /// exclusively and renamed over the reference, as git does.
 public final class ReferenceUpdate: @unchecked Sendable {
