@@ -419,6 +419,15 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(made.filter { $0.hasPrefix("tmp_pack_") }.count, 1)
         try repo.prepareTemporaryFiles()  // already there: no more
         XCTAssertEqual(try temporaries(), made)
+        // Fsynced ahead (as a writer does between rounds under concurrent writers): still the
+        // files the next pack is written to.
+        let fsyncWas = GitRuntime.fsyncEnabled
+        GitRuntime.setFsync(true)
+        defer { GitRuntime.setFsync(fsyncWas) }
+        XCTAssertEqual(PreparedFiles.unsynced(in: packDir), 2)
+        repo.syncPreparedFiles()
+        XCTAssertEqual(PreparedFiles.unsynced(in: packDir), 0)
+        XCTAssertEqual(try temporaries(), made)
         let bytes = Array("prepared".utf8)
         try repo.bufferObjectsInMemory()
         let id = try repo.writeBlob(Data(bytes))

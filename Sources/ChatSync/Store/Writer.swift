@@ -358,6 +358,10 @@ final class Writer: @unchecked Sendable {
             // The next batch's pack and index files, made while waiting for it (creating a file
             // is slow where many were deleted lately: merging deletes packs).
             try? committerRepo.prepareTemporaryFiles()
+            // Under concurrent writers the next batch takes a while to gather: fsyncing the new
+            // files meanwhile keeps their folder's write out of that batch's fsync. (One writer's
+            // next change is being built already, and would wait for it.)
+            if lastRoundChanges > 1 { committerRepo.syncPreparedFiles() }
             condition.lock()
             while built.isEmpty && !committerStopping { condition.wait() }
             // A batch being built now is built on these: it joins them (waiting for that one
@@ -379,6 +383,7 @@ final class Writer: @unchecked Sendable {
             let stale = !redo.isEmpty || poisoned
             condition.unlock()
             let count = batches.count
+            lastRoundChanges = batches.reduce(0) { $0 + $1.changes.count }
             if stale {
                 // Built on a batch that did not make it: build them again.
                 finishInFlight(count) { w in for b in batches { w.redo.append(b.changes) } }
@@ -470,6 +475,8 @@ final class Writer: @unchecked Sendable {
     }
 
     private var batchesSinceCompactCheck = 0
+    /// How many changes the committing thread's last round took (that thread only).
+    private var lastRoundChanges = 0
 
     /// Keeps the number of packs small: every batch adds one (committing thread). The merging
     /// itself happens on a thread of its own.
