@@ -109,6 +109,12 @@ public final class ReferenceUpdate: @unchecked Sendable {
     static func isSpareName(_ name: String) -> Bool {
         name.hasPrefix(".") && name.hasSuffix(".lock") && name.split(separator: ".").count >= 3
     }
+
+    /// The spare of the reference file at `path` for the handle's `token`.
+    static func sparePath(of path: String, token: String) -> String {
+        let ns = path as NSString
+        return ns.deletingLastPathComponent + "/." + ns.lastPathComponent + "." + token + ".lock"
+    }
 }
 
 extension Repository {
@@ -125,10 +131,7 @@ extension Repository {
         let path = dir + name
         let lockPath = path + ".lock"
         let line = Array((target.hex + "\n").utf8)
-        let sparePath = spareToken.map { token -> String in
-            let ns = path as NSString
-            return ns.deletingLastPathComponent + "/." + ns.lastPathComponent + "." + token + ".lock"
-        }
+        let sparePath = spareToken.map { ReferenceUpdate.sparePath(of: path, token: $0) }
         var fd: Int32 = -1
         if let sparePath {
             // The spare becomes the lock, its new value written first (so the lock is never
@@ -197,8 +200,7 @@ extension Repository {
     /// that stops leaves none behind.
     public func discardSpareLock(_ name: String) {
         guard let token = spareToken else { return }
-        let ns = (gitDir + name) as NSString
-        unlink(ns.deletingLastPathComponent + "/." + ns.lastPathComponent + "." + token + ".lock")
+        unlink(ReferenceUpdate.sparePath(of: gitDir + name, token: token))
     }
 
     /// Whether `core.logAllRefUpdates` is false (read again when `.git/config` changes; the

@@ -61,11 +61,11 @@ enum LockFiles {
         guard stat(path, &st) == 0 else { return false }
         let (m, c) = (st.st_mtim, st.st_ctim)
         let touched = (c.tv_sec, c.tv_nsec) > (m.tv_sec, m.tv_nsec) ? c : m
-        let mtime = Double(touched.tv_sec) + Double(touched.tv_nsec) / 1e9
+        let touchedAt = Double(touched.tv_sec) + Double(touched.tv_nsec) / 1e9
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let nowS = Double(now.tv_sec) + Double(now.tv_nsec) / 1e9
-        guard nowS - mtime > age else { return false }
+        guard nowS - touchedAt > age else { return false }
         return unlink(path) == 0
     }
 }
