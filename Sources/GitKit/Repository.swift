@@ -188,7 +188,9 @@ public final class Repository: @unchecked Sendable {
         if parts == 1 {
             var oids = first
             for f in folders.dropFirst() { try forEachBlob(under: f, suffix: suffix) { oids.append($0) } }
-            return try mapBlobs(oids, threads: 1, body)
+            // Reading the packs pays off for more than a few objects.
+            guard oids.count >= 64, mempack == nil else { return try oids.map { try readRaw($0, body) } }
+            return try read(oids, inPackOrder: true, body)
         }
         nonisolated(unsafe) let firstShare = first
         return try inParallel(parts) { repo, part in
@@ -196,14 +198,28 @@ public final class Repository: @unchecked Sendable {
             for (k, f) in folders.enumerated().dropFirst() where k % parts == part {
                 try repo.forEachBlob(under: f, suffix: suffix) { oids.append($0) }
             }
-            return try repo.read(oids, body)
+            return try repo.read(oids, inPackOrder: true, body)
         }
     }
 
-    /// Objects' bytes, from the pack files where `PackReader` can, else from the object database.
-    private func read<T>(_ oids: [OID], _ body: (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
+    /// Objects' bytes, from the pack files where `PackReader` can, else from the object database:
+    /// in the order of `oids`, or, `inPackOrder`, in the order they lie in the packs (each pack
+    /// read front to back rather than at random).
+    private func read<T>(_ oids: [OID], inPackOrder: Bool = false, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
         let reader = PackReader(packDirectory: packDirectory)
-        return try oids.map { try reader.read($0, body) ?? readRaw($0, body) }
+        guard inPackOrder else { return try oids.map { try reader.read($0, body) ?? readRaw($0, body) } }
+        var located: [(pack: Int, offset: Int, index: Int)] = []
+        located.reserveCapacity(oids.count)
+        var elsewhere: [OID] = []
+        for (i, oid) in oids.enumerated() {
+            if let (p, offset) = reader.locate(oid) { located.append((p, offset, i)) } else { elsewhere.append(oid) }
+        }
+        located.sort { $0.pack != $1.pack ? $0.pack < $1.pack : $0.offset < $1.offset }
+        var out: [T] = []
+        out.reserveCapacity(oids.count)
+        for l in located { out.append(try reader.read(pack: l.pack, offset: l.offset, body) ?? readRaw(oids[l.index], body)) }
+        for oid in elsewhere { out.append(try readRaw(oid, body)) }
+        return out
     }
 
     /// Runs `work` for parts 0..<parts at once, part 0 with this handle and each other part with

@@ -119,5 +119,57 @@ final class FastJSONTests: XCTestCase {
         XCTAssertEqual(Store.sortedInChatOrder([m("p", 1, 3), m("q", 9, 1)]).map(\.id), ["q", "p"])
         XCTAssertEqual(Store.sortedInChatOrder([]).map(\.id), [])
         XCTAssertEqual(Store.sortedInChatOrder([m("only", 7, 0)]).map(\.id), ["only"])
+        // Longer ones, shuffled: every cycle of the permutation is followed.
+        var rng = SystemRandomNumberGenerator()
+        for n in [2, 3, 17, 1_000] {
+            let many = (0..<n).map { m(String(format: "m%05d", $0), $0 + 1, Int64($0 / 3)) }
+            XCTAssertEqual(Store.sortedInChatOrder(many.shuffled(using: &rng)).map(\.id), many.map(\.id))
+            // Numbers that do not help (all 1): sorted by time, then id.
+            let unnumbered = many.map { var x = $0; x.sequenceOrder = 1; return x }
+            XCTAssertEqual(Store.sortedInChatOrder(unnumbered.shuffled(using: &rng)).map(\.id), many.map(\.id))
+        }
+    }
+
+    /// Strings are read eight bytes at a time and copied between escapes in runs: contents of
+    /// every kind and length, written the canonical way and by JSONEncoder (which also escapes
+    /// `/`), read back the same as JSONDecoder reads them.
+    func testStringsOfEveryKindReadAsJSONDecoderReadsThem() throws {
+        let pieces = ["a", "bcdefghij", "\"", "\\", "/", "\n", "\t", "\r", "\u{1}", "\u{1F}", "\u{7F}", "é", "中文", "😀", "\u{2028}", " ", "0123456789abcdef"]
+        var rng = SystemRandomNumberGenerator()
+        let t = Timestamp(milliseconds: 1_790_000_000_123)
+        let plain = JSONEncoder()
+        for round in 0..<2_000 {
+            var content = ""
+            for _ in 0..<Int.random(in: 0...(round % 40), using: &rng) { content += pieces.randomElement(using: &rng)! }
+            let m = ChatMessage(id: "m\(round)", chatID: "c", sequenceOrder: round + 1, role: .user, content: content, createdAt: t)
+            for data in [try DocumentCoding.encode(m), try plain.encode(m)] {
+                let viaFast = data.withUnsafeBytes { ChatMessage.fastDecode($0) }
+                XCTAssertEqual(viaFast?.content, content, String(decoding: data, as: UTF8.self))
+                XCTAssertEqual(viaFast, try DocumentCoding.makeDecoder().decode(ChatMessage.self, from: data))
+            }
+        }
+        let good = #"{"id":"x","chat_id":"c","sequence_order":1,"role":"user","content":"CONTENT","created_at":"2026-11-20T10:00:00.000Z"}"#
+        func read(_ content: [UInt8]) -> String? {
+            var bytes = Array(good.utf8)
+            let at = bytes.indices.first { bytes[$0...].starts(with: Array("CONTENT".utf8)) }!
+            bytes.replaceSubrange(at..<(at + 7), with: content)
+            return bytes.withUnsafeBytes { ChatMessage.fastDecode($0) }?.content
+        }
+        XCTAssertEqual(read(Array(#"ab\n\u00e9\ud83d\ude00\/"#.utf8)), "ab\né😀/")
+        // A raw control character, or a byte that is not UTF-8, at any place in an eight-byte
+        // block, before and after an escape: given up on.
+        for place in 0..<20 {
+            for bad: UInt8 in [0x01, 0x0A, 0x1F, 0xFF, 0xC3] {
+                var text = Array(String(repeating: "x", count: 20).utf8)
+                text[place] = bad
+                XCTAssertNil(read(text), "\(bad) at \(place)")
+                XCTAssertNil(read(Array(#"\n"#.utf8) + text), "\(bad) at \(place) after an escape")
+                XCTAssertNotNil(read(Array(String(repeating: "x", count: 20).utf8) + Array(#"\n"#.utf8)))
+            }
+        }
+        // Escapes that JSON does not have, or that end too soon.
+        for bad in [#"\x"#, #"\u12"#, #"\u12g4"#, #"\ud83d"#, #"\ude00"#, #"\ud83dx"#, #"\ud83d\u0041"#, #"a\"#, "\\\u{7}"] {
+            XCTAssertNil(read(Array(bad.utf8)), bad)
+        }
     }
 }

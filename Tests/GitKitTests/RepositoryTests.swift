@@ -611,6 +611,44 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(try git("fsck", "--strict", "--full", "--no-dangling").1, 0)
     }
 
+    /// The pack reader's index search (guessing where an id lies from its first bytes, then
+    /// halving) finds every object of a large pack at the offset git gives, and nothing for ids
+    /// the pack does not hold, also ids next to ones it holds.
+    func testPackIndexSearchFindsEveryObjectAtGitsOffsetAndNothingElse() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        var oids: [OID] = []
+        for i in 0..<20_000 { oids.append(try repo.writeBlob(Data("object \(i)".utf8))) }
+        XCTAssertTrue(try repo.flushObjects())
+        let pack = try XCTUnwrap(repo.packFiles().first)
+        let (verify, code) = try git("verify-pack", "-v", pack.indexPath)
+        XCTAssertEqual(code, 0, verify)
+        var offsets: [String: Int] = [:]
+        for row in verify.split(separator: "\n") {
+            let f = row.split(separator: " ", omittingEmptySubsequences: true)
+            if f.count >= 5, f[0].count == 40, let offset = Int(f[4]) { offsets[String(f[0])] = offset }
+        }
+        XCTAssertEqual(offsets.count, oids.count)
+        let reader = PackReader(packDirectory: repo.packDirectory)
+        for oid in oids {
+            XCTAssertEqual(reader.locate(oid)?.offset, offsets[oid.hex], oid.hex)
+        }
+        // Ids one above and one below held ones (last byte changed), the lowest and highest
+        // ids there can be, and ids whose first byte no held id has.
+        var absent: [OID] = [OID(hex: String(repeating: "0", count: 40))!, OID(hex: String(repeating: "f", count: 40))!]
+        for oid in oids.prefix(500) {
+            for change in [1, 255] {
+                var raw = oid.raw
+                raw.id.19 = raw.id.19 &+ UInt8(change)
+                absent.append(OID(raw))
+            }
+        }
+        let held = Set(oids.map(\.hex))
+        for oid in absent where !held.contains(oid.hex) {
+            XCTAssertNil(reader.locate(oid), oid.hex)
+        }
+    }
+
     /// Reading many blobs at once (straight from the packs, on two threads) gives what libgit2
     /// reads, also for objects stored as deltas, in another pack, or loose.
     func testReadingManyBlobsAgreesWithLibgit2() throws {

@@ -91,63 +91,106 @@ struct FastJSON {
         }
     }
 
+    /// The index of the first byte from `from` on that a string cannot hold as it is: a quote,
+    /// a backslash or a control character (`b.count` when there is none). `ascii` turns false
+    /// when a byte past 0x7F is passed over. Eight bytes are looked at a time: a byte's high
+    /// bit in `special` says it matched (the lowest such byte is always a real match; bits above
+    /// it can be borrows).
+    private func plainRun(from: Int, ascii: inout Bool) -> Int {
+        let ones: UInt64 = 0x0101_0101_0101_0101
+        let highs: UInt64 = 0x8080_8080_8080_8080
+        var k = from
+        var high: UInt64 = 0
+        while k + 8 <= b.count {
+            let x = b.loadUnaligned(fromByteOffset: k, as: UInt64.self).littleEndian
+            let q = x ^ (0x22 &* ones), e = x ^ (0x5C &* ones)
+            let special = ((q &- ones) & ~q | (e &- ones) & ~e | (x &- 0x20 &* ones) & ~x) & highs
+            if special != 0 {
+                let before = special.trailingZeroBitCount & ~7
+                if before > 0 { high |= x & (UInt64.max >> (64 - before)) }
+                if high & highs != 0 { ascii = false }
+                return k + before / 8
+            }
+            high |= x
+            k += 8
+        }
+        if high & highs != 0 { ascii = false }
+        while k < b.count {
+            let c = b[k]
+            if c == 0x22 || c == 0x5C || c < 0x20 { return k }
+            if c >= 0x80 { ascii = false }
+            k += 1
+        }
+        return k
+    }
+
     private mutating func string() -> String? {
         i += 1
         let start = i
         var ascii = true
-        while i < b.count {
-            let c = b[i]
-            if c == 0x22 {
-                let bytes = UnsafeRawBufferPointer(rebasing: b[start..<i])
-                // Bytes that are not UTF-8: JSONDecoder decides (it refuses them).
-                guard let s = ascii ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self) else { return nil }
-                i += 1
-                return s
-            }
-            if c == 0x5C { return escapedString(from: start) }
-            if c < 0x20 { return nil }
-            if c >= 0x80 { ascii = false }
+        i = plainRun(from: i, ascii: &ascii)
+        guard i < b.count else { return nil }
+        switch b[i] {
+        case 0x22:
+            let bytes = UnsafeRawBufferPointer(rebasing: b[start..<i])
+            // Bytes that are not UTF-8: JSONDecoder decides (it refuses them).
+            guard let s = ascii ? String(decoding: bytes, as: UTF8.self) : String(validating: bytes, as: UTF8.self) else { return nil }
             i += 1
+            return s
+        case 0x5C: return escapedString(from: start, ascii: ascii)
+        default: return nil  // a control character
         }
-        return nil
     }
 
-    private mutating func escapedString(from start: Int) -> String? {
-        var out = [UInt8](UnsafeRawBufferPointer(rebasing: b[start..<i]))
-        while i < b.count {
-            let c = b[i]
-            if c == 0x22 { i += 1; return String(validating: out, as: UTF8.self) }
-            if c < 0x20 { return nil }
-            if c != 0x5C { out.append(c); i += 1; continue }
-            i += 1
-            guard i < b.count else { return nil }
-            let e = b[i]
-            i += 1
-            switch e {
-            case 0x22: out.append(0x22)
-            case 0x5C: out.append(0x5C)
-            case 0x2F: out.append(0x2F)
-            case 0x62: out.append(0x08)
-            case 0x66: out.append(0x0C)
-            case 0x6E: out.append(0x0A)
-            case 0x72: out.append(0x0D)
-            case 0x74: out.append(0x09)
-            case 0x75:
-                guard var scalar = hex4() else { return nil }
-                if (0xD800..<0xDC00).contains(scalar) {
-                    guard i + 1 < b.count, b[i] == 0x5C, b[i + 1] == 0x75 else { return nil }
-                    i += 2
-                    guard let low = hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
-                    scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
-                } else if (0xDC00..<0xE000).contains(scalar) {
-                    return nil
+    /// The rest of a string with escapes in it (`i` at the first backslash; `ascii`, whether
+    /// the text before it is). The text between escapes is copied in runs; the unescaped text
+    /// is never longer than the escaped one, so the bytes left bound the buffer.
+    private mutating func escapedString(from start: Int, ascii: Bool) -> String? {
+        withUnsafeTemporaryAllocation(of: UInt8.self, capacity: b.count - start) { out -> String? in
+            let base = out.baseAddress!
+            var n = 0
+            var run = start
+            var ascii = ascii
+            func put(_ c: UInt8) { base[n] = c; n += 1 }
+            while true {
+                i = plainRun(from: i, ascii: &ascii)
+                guard i < b.count, b[i] == 0x5C || b[i] == 0x22 else { return nil }
+                UnsafeMutableRawPointer(base + n).copyMemory(from: b.baseAddress! + run, byteCount: i - run)
+                n += i - run
+                if b[i] == 0x22 { break }
+                guard i + 1 < b.count else { return nil }
+                let e = b[i + 1]
+                i += 2
+                switch e {
+                case 0x22: put(0x22)
+                case 0x5C: put(0x5C)
+                case 0x2F: put(0x2F)
+                case 0x62: put(0x08)
+                case 0x66: put(0x0C)
+                case 0x6E: put(0x0A)
+                case 0x72: put(0x0D)
+                case 0x74: put(0x09)
+                case 0x75:
+                    guard var scalar = hex4() else { return nil }
+                    if (0xD800..<0xDC00).contains(scalar) {
+                        guard i + 1 < b.count, b[i] == 0x5C, b[i + 1] == 0x75 else { return nil }
+                        i += 2
+                        guard let low = hex4(), (0xDC00..<0xE000).contains(low) else { return nil }
+                        scalar = 0x10000 + ((scalar - 0xD800) << 10) + (low - 0xDC00)
+                    } else if (0xDC00..<0xE000).contains(scalar) {
+                        return nil
+                    }
+                    guard let u = Unicode.Scalar(scalar) else { return nil }
+                    for unit in UTF8.encode(u)! { put(unit) }
+                default: return nil
                 }
-                guard let u = Unicode.Scalar(scalar) else { return nil }
-                out.append(contentsOf: Array(String(Character(u)).utf8))
-            default: return nil
+                run = i
             }
+            i += 1
+            let text = UnsafeBufferPointer(start: UnsafePointer(base), count: n)
+            // Escapes give valid UTF-8; the runs between them are checked unless all ASCII.
+            return ascii ? String(decoding: text, as: UTF8.self) : String(validating: text, as: UTF8.self)
         }
-        return nil
     }
 
     private mutating func hex4() -> UInt32? {

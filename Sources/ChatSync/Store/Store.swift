@@ -272,7 +272,8 @@ public final class Store: @unchecked Sendable {
     /// order, so they are placed by number in one pass and the order checked in another; when
     /// the numbers are not exactly 1…N in chat order (a store edited by hand), they are sorted,
     /// by keys rather than whole messages.
-    static func sortedInChatOrder(_ messages: [ChatMessage]) -> [ChatMessage] {
+    /// The messages are moved into place (swapped, not copied).
+    static func sortedInChatOrder(_ messages: consuming [ChatMessage]) -> [ChatMessage] {
         let n = messages.count
         var placed = [Int](repeating: -1, count: n)
         var numbered = true
@@ -282,13 +283,33 @@ public final class Store: @unchecked Sendable {
             placed[k] = i
         }
         if numbered && (n < 2 || (1..<n).allSatisfy({ ChatMessage.inChatOrder(messages[placed[$0 - 1]], messages[placed[$0]]) })) {
-            return placed.map { messages[$0] }
+            permute(&messages, taking: placed)
+            return messages
         }
         let times = messages.map(\.createdAt.milliseconds)
         let order = messages.indices.sorted {
             times[$0] != times[$1] ? times[$0] < times[$1] : messages[$0].id < messages[$1].id
         }
-        return order.map { messages[$0] }
+        permute(&messages, taking: order)
+        return messages
+    }
+
+    /// Reorders `items` so that position k holds what was at `from[k]` (`from` is a permutation
+    /// of the indices), following each cycle with swaps.
+    static func permute<T>(_ items: inout [T], taking from: [Int]) {
+        var done = [Bool](repeating: false, count: items.count)
+        items.withUnsafeMutableBufferPointer { buf in
+            for start in buf.indices where !done[start] {
+                // Walk the cycle: position k takes from[k]'s item, which has not moved yet.
+                var k = start
+                while from[k] != start {
+                    buf.swapAt(k, from[k])
+                    done[k] = true
+                    k = from[k]
+                }
+                done[k] = true
+            }
+        }
     }
 }
 
