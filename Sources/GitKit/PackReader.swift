@@ -164,16 +164,31 @@ final class PackReader {
         return (type, size, i)
     }
 
-    /// Inflates `size` bytes from `at` into `output`.
+    /// Room left after an object's bytes in every output buffer: zlib takes its fast loop only
+    /// while 258 bytes of output room remain, so without it the last 258 bytes of every object
+    /// (a third of a short message) would be decoded by its slow one.
+    static let slack = 320
+
+    /// Inflates `size` bytes from `at` into `output`, which has room for `size + slack` bytes.
     private func inflate(_ pack: MappedFile, at: Int, size: Int, into output: UnsafeMutableRawPointer) -> Bool {
         guard inflateReset(&stream) == Z_OK else { return false }
         let end = pack.count - 20
         stream.next_in = UnsafeMutablePointer(mutating: (pack.base + at).assumingMemoryBound(to: Bytef.self))
         stream.avail_in = uInt(min(end - at, Int(UInt32.max)))
         stream.next_out = output.assumingMemoryBound(to: Bytef.self)
-        stream.avail_out = uInt(size)
+        stream.avail_out = uInt(size + Self.slack)
         let code = CLibgit2.inflate(&stream, Z_FINISH)
         return code == Z_STREAM_END && stream.total_out == uLong(size)
+    }
+
+    /// `buffer`, with room for `size` bytes and the slack.
+    private func scratch(_ size: Int) -> UnsafeMutableRawPointer {
+        if size + Self.slack > bufferSize {
+            buffer.deallocate()
+            bufferSize = size + Self.slack
+            buffer = UnsafeMutableRawPointer.allocate(byteCount: bufferSize, alignment: 1)
+        }
+        return buffer
     }
 
     /// The bytes of the object at `offset` of pack `p`, deltas applied; nil when this reader
@@ -183,9 +198,12 @@ final class PackReader {
         guard depth <= Self.maxChain, let (type, size, data) = entryHeader(pack, at: offset) else { return nil }
         switch type {
         case 1...4:
-            var out = [UInt8](repeating: 0, count: size)
-            guard out.withUnsafeMutableBytes({ size == 0 || inflate(pack, at: data, size: size, into: $0.baseAddress!) }) else { return nil }
-            return out
+            var ok = false
+            let out = [UInt8](unsafeUninitializedCapacity: size + Self.slack) { buf, count in
+                ok = size == 0 || inflate(pack, at: data, size: size, into: buf.baseAddress!)
+                count = ok ? size : 0
+            }
+            return ok ? out : nil
         case 6:
             // The distance back to the base: 7 bits a byte, each byte but the last one more.
             let b = pack.bytes
@@ -216,9 +234,9 @@ final class PackReader {
                 basesBytes += b.count
                 base = b
             }
-            var delta = [UInt8](repeating: 0, count: size)
-            guard delta.withUnsafeMutableBytes({ size == 0 || inflate(pack, at: i, size: size, into: $0.baseAddress!) }) else { return nil }
-            return Self.apply(delta, to: base)
+            let delta = scratch(size)
+            guard size == 0 || inflate(pack, at: i, size: size, into: delta) else { return nil }
+            return Self.apply(UnsafeBufferPointer(start: delta.assumingMemoryBound(to: UInt8.self), count: size), to: base)
         default:
             return nil
         }
@@ -227,60 +245,62 @@ final class PackReader {
     /// Applies a delta (git's format: the base's size, the result's size, then copy and insert
     /// instructions) to `base`; nil when it does not fit.
     static func apply(_ delta: [UInt8], to base: [UInt8]) -> [UInt8]? {
-        delta.withUnsafeBufferPointer { d -> [UInt8]? in
-            var i = 0
-            func size() -> Int? {
-                var v = 0, shift = 0
-                while i < d.count {
-                    let c = d[i]
-                    i += 1
-                    v |= Int(c & 0x7F) << shift
-                    if c & 0x80 == 0 { return v }
-                    shift += 7
-                    if shift > 56 { return nil }
-                }
-                return nil
+        delta.withUnsafeBufferPointer { apply($0, to: base) }
+    }
+
+    static func apply(_ d: UnsafeBufferPointer<UInt8>, to base: [UInt8]) -> [UInt8]? {
+        var i = 0
+        func size() -> Int? {
+            var v = 0, shift = 0
+            while i < d.count {
+                let c = d[i]
+                i += 1
+                v |= Int(c & 0x7F) << shift
+                if c & 0x80 == 0 { return v }
+                shift += 7
+                if shift > 56 { return nil }
             }
-            guard let source = size(), source == base.count, let target = size(), target <= 1 << 30 else { return nil }
-            var failed = false
-            let out = [UInt8](unsafeUninitializedCapacity: target) { out, count in
-                count = 0
-                base.withUnsafeBufferPointer { b in
-                    while i < d.count {
-                        let command = d[i]
-                        i += 1
-                        if command & 0x80 != 0 {
-                            var from = 0, length = 0
-                            for k in 0..<4 where command & (1 << UInt8(k)) != 0 {
-                                guard i < d.count else { failed = true; return }
-                                from |= Int(d[i]) << (8 * k)
-                                i += 1
-                            }
-                            for k in 0..<3 where command & (0x10 << UInt8(k)) != 0 {
-                                guard i < d.count else { failed = true; return }
-                                length |= Int(d[i]) << (8 * k)
-                                i += 1
-                            }
-                            if length == 0 { length = 0x10000 }
-                            guard from + length <= b.count, count + length <= target else { failed = true; return }
-                            (out.baseAddress! + count).update(from: b.baseAddress! + from, count: length)
-                            count += length
-                        } else if command != 0 {
-                            let length = Int(command)
-                            guard i + length <= d.count, count + length <= target else { failed = true; return }
-                            (out.baseAddress! + count).update(from: d.baseAddress! + i, count: length)
-                            i += length
-                            count += length
-                        } else {
-                            failed = true
-                            return
+            return nil
+        }
+        guard let source = size(), source == base.count, let target = size(), target <= 1 << 30 else { return nil }
+        var failed = false
+        let out = [UInt8](unsafeUninitializedCapacity: target) { out, count in
+            count = 0
+            base.withUnsafeBufferPointer { b in
+                while i < d.count {
+                    let command = d[i]
+                    i += 1
+                    if command & 0x80 != 0 {
+                        var from = 0, length = 0
+                        for k in 0..<4 where command & (1 << UInt8(k)) != 0 {
+                            guard i < d.count else { failed = true; return }
+                            from |= Int(d[i]) << (8 * k)
+                            i += 1
                         }
+                        for k in 0..<3 where command & (0x10 << UInt8(k)) != 0 {
+                            guard i < d.count else { failed = true; return }
+                            length |= Int(d[i]) << (8 * k)
+                            i += 1
+                        }
+                        if length == 0 { length = 0x10000 }
+                        guard from + length <= b.count, count + length <= target else { failed = true; return }
+                        (out.baseAddress! + count).update(from: b.baseAddress! + from, count: length)
+                        count += length
+                    } else if command != 0 {
+                        let length = Int(command)
+                        guard i + length <= d.count, count + length <= target else { failed = true; return }
+                        (out.baseAddress! + count).update(from: d.baseAddress! + i, count: length)
+                        i += length
+                        count += length
+                    } else {
+                        failed = true
+                        return
                     }
                 }
-                if count != target { failed = true }
             }
-            return failed ? nil : out
+            if count != target { failed = true }
         }
+        return failed ? nil : out
     }
 
     private func inflateObject<T>(_ p: Int, at offset: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
@@ -291,12 +311,8 @@ final class PackReader {
             return try bytes.withUnsafeBytes { try body($0) }
         }
         guard type >= 1 && type <= 4 else { return nil }  // deltas by id: libgit2's job
-        if size > bufferSize {
-            buffer.deallocate()
-            bufferSize = size
-            buffer = UnsafeMutableRawPointer.allocate(byteCount: size, alignment: 1)
-        }
-        guard size == 0 || inflate(pack, at: data, size: size, into: buffer) else { return nil }
-        return try body(UnsafeRawBufferPointer(start: buffer, count: size))
+        let out = scratch(size)
+        guard size == 0 || inflate(pack, at: data, size: size, into: out) else { return nil }
+        return try body(UnsafeRawBufferPointer(start: out, count: size))
     }
 }

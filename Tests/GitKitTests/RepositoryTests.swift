@@ -647,6 +647,22 @@ final class RepositoryTests: XCTestCase {
         for oid in absent where !held.contains(oid.hex) {
             XCTAssertNil(reader.locate(oid), oid.hex)
         }
+
+        // An entry whose header says one byte fewer or more than its data inflates to is not
+        // read (zlib is given room past the stated size, and the size must come out exact).
+        let victim = oids[7], neighbour = oids[8]
+        let offset = try XCTUnwrap(offsets[victim.hex])
+        XCTAssertEqual(try repo.readBlob(victim), Data("object 7".utf8))
+        XCTAssertEqual(chmod(pack.packPath, 0o644), 0)
+        var bytes = try XCTUnwrap(FileManager.default.contents(atPath: pack.packPath))
+        XCTAssertEqual(bytes[offset], 0x38, "a blob of 8 bytes: type 3, size 8, one header byte")
+        for header: UInt8 in [0x37, 0x39] {
+            bytes[offset] = header
+            try bytes.write(to: URL(fileURLWithPath: pack.packPath))
+            let damaged = PackReader(packDirectory: repo.packDirectory)
+            XCTAssertNil(damaged.read(victim) { Array($0) }, "header \(header)")
+            XCTAssertEqual(damaged.read(neighbour) { Data($0) }, Data("object 8".utf8))
+        }
     }
 
     /// Reading many blobs at once (straight from the packs, on two threads) gives what libgit2
