@@ -170,15 +170,46 @@ let baselineCount = quick ? 20 : 100
 log("chatsync benchmark (\(quick ? "quick" : "full") run); rows as they are measured:")
 
 /// Appends `n` messages from 16 threads (group commit keeps the setup quick).
-func appendMany(_ store: Store, _ chatID: String, _ n: Int, _ label: String, realistic: Bool = false) {
+func appendMany(_ store: Store, _ chatID: String, _ n: Int, _ label: String, realistic: Bool = false, text: (@Sendable (Int) -> String)? = nil) {
     onThreads(16) { w in
         var i = w
         while i < n {
-            _ = try! store.appendMessage(chatID: chatID, role: i % 2 == 0 ? .user : .assistant, content: realistic ? reply(i) : "\(label) \(i)")
+            let content = text?(i) ?? (realistic ? reply(i) : "\(label) \(i)")
+            _ = try! store.appendMessage(chatID: chatID, role: i % 2 == 0 ? .user : .assistant, content: content)
             i += 16
         }
     }
 }
+
+/// About 600 bytes of text that does not repeat from message to message: words drawn at
+/// random (the same for the same `i`) from 4,096 made-up words of 2 to 9 letters, written
+/// about as well as English paragraphs of that length compress.
+func prose(_ i: Int) -> String {
+    var state = UInt64(truncatingIfNeeded: i) &* 0x9E37_79B9_7F4A_7C15 | 1
+    func next() -> UInt64 { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state }
+    var text = ""
+    while text.utf8.count < 600 {
+        // Some words far more often than others, as in English: two in five are function
+        // words, the rest favour the start of the vocabulary (the least of three draws).
+        let n = UInt64(vocabulary.count)
+        let word = next() % 5 < 2 ? functionWords[Int(next() % UInt64(functionWords.count))]
+                                  : vocabulary[Int(min(next() % n, next() % n, next() % n))]
+        text += text.isEmpty ? word.capitalized : (next() % 12 == 0 ? ". " + word.capitalized : " " + word)
+    }
+    return text + "."
+}
+let functionWords = ["the", "of", "and", "to", "a", "in", "is", "that", "for", "it", "as", "with", "was", "on", "be", "by",
+                     "this", "are", "or", "from", "at", "which", "but", "not", "have", "an", "they", "you", "we", "can", "if", "so"]
+let vocabulary: [String] = {
+    var state: UInt64 = 0x2545_F491_4F6C_DD1D
+    func next() -> UInt64 { state ^= state << 13; state ^= state >> 7; state ^= state << 17; return state }
+    let letters = Array("etaoinshrdlucmfwypvbgkjqxz")
+    return (0..<4096).map { _ in
+        let length = 2 + Int(next() % 8)
+        // Common letters more often, as in English.
+        return String((0..<length).map { _ in letters[Int(min(next() % 32, next() % 32) % 26)] })
+    }
+}()
 
 /// A reply of the size and kind an assistant writes (about 700 bytes of prose, varied).
 func reply(_ i: Int) -> String {
@@ -399,6 +430,20 @@ do {
         reader.close()
     }
     record("  read the \(n)-message chat after compaction (median of 3, fresh handle)", median(times) * 1000, "ms", "deltas cost reads")
+}
+do {
+    // The same with text that does not repeat: the messages above are built from a few
+    // sentences, so their deltas against each other are small; real prose's are not.
+    let n = quick ? 2_000 : 20_000
+    let store = try bulkStore()
+    let chat = try store.createChat(userID: "bench")
+    appendMany(store, chat.id, n, "prose", text: prose)
+    let raw = try store.documentBytes()
+    let report = try store.compact(grace: 0)
+    record("size after compaction, \(n) messages of ~600 bytes of non-repeating prose", Double(report.bytesAfter) / 1_048_576, "MiB",
+           String(format: "raw JSON %.2f MiB: %.2f×; %.0f / %.0f bytes a message", Double(raw) / 1_048_576, Double(report.bytesAfter) / Double(raw),
+                  Double(report.bytesAfter) / Double(n), Double(raw) / Double(n)))
+    store.close()
 }
 
 }
