@@ -114,6 +114,27 @@ if arguments.contains("--profile-read") {
     exit(0)
 }
 
+// `--profile-appends`: only appends from BENCH_WRITERS threads (default 16), BENCH_N in all
+// (default 20,000), durable when BENCH_DURABLE is set, into one fresh store (for a profiler).
+if arguments.contains("--profile-appends") {
+    let env = ProcessInfo.processInfo.environment
+    let writers = Int(env["BENCH_WRITERS"] ?? "") ?? 16
+    let n = Int(env["BENCH_N"] ?? "") ?? 20_000
+    let store = try freshStore(durable: env["BENCH_DURABLE"] != nil)
+    let chat = try store.createChat(userID: "bench")
+    let t = now()
+    onThreads(writers) { w in
+        var i = w
+        while i < n {
+            _ = try! store.appendMessage(chatID: chat.id, role: .user, content: "message \(i)")
+            i += writers
+        }
+    }
+    log("\(n) appends from \(writers) writers: \(Int(Double(n) / (now() - t))) a second")
+    store.close()
+    exit(0)
+}
+
 /// `BENCH_ONLY=size,group` runs only those sections (names: appends, length, read, sessions, size, group, merge, pull, watch, http).
 let only = ProcessInfo.processInfo.environment["BENCH_ONLY"].map { Set($0.split(separator: ",").map(String.init)) }
 func want(_ section: String) -> Bool { only?.contains(section) ?? true }
