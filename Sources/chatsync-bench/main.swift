@@ -601,14 +601,14 @@ do {
     let stream = store.watch(options: options)
     let task = Task.detached { for try await e in stream { if let id = e.id { seen.see(id) } } }
     usleep(300_000)
-    for (label, writer) in [("a commit in this process", store), ("a commit by another store handle (found by polling the branch)", other)] {
+    for (label, writer) in [("a commit in this process", store), ("a commit by another store handle (noticed through inotify)", other)] {
         var delays: [Double] = []
         for i in 0..<(quick ? 10 : 40) {
             let t = now()
             let m = try writer.appendMessage(chatID: chat.id, role: .user, content: "watch \(i)")
             while seen.time(m.id) == nil { usleep(500) }
             delays.append((seen.time(m.id)! - t) * 1000)
-            usleep(UInt32.random(in: 0...60_000))  // land at a random point of the poll interval
+            usleep(UInt32.random(in: 0...60_000))  // land at a random point of the poll interval (the fallback)
         }
         record("watch: from the append call, \(label), to its event (median)", median(delays), "ms", "max \(String(format: "%.1f", delays.max()!)) ms")
     }

@@ -90,6 +90,27 @@ final class WatchTests: XCTestCase {
         XCTAssertTrue(sink.wait { $0.contains { $0.type == .chat && $0.kind == .updated && $0.origin == .external } }, "\(sink.all)")
     }
 
+    /// A move of the branch by someone else wakes the watch at once (inotify), not at the next
+    /// poll: with a poll a minute apart, the events still come within seconds.
+    func testMovesByOthersAreSeenWithoutWaitingForThePoll() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let sink = watch(store) { $0.workTree = false; $0.pollInterval = 60 }
+        let other = try Store.open(at: store.path, options: store.options)
+        defer { other.close() }
+        for round in 0..<3 {
+            let m = try other.appendMessage(chatID: chat.id, role: .assistant, content: "from elsewhere \(round)")
+            XCTAssertTrue(sink.wait(timeout: 5) { $0.contains { $0.id == m.id && $0.origin == .external } }, "\(round): \(sink.all)")
+        }
+        // The git command moves the branch its own way (a lock file renamed over it).
+        other.syncWorkTree()
+        let title = store.path + "/" + Layout.chat(chat.id)
+        let text = try String(contentsOfFile: title, encoding: .utf8).replacingOccurrences(of: "\"user_id\": \"u\"", with: "\"user_id\": \"w\"")
+        try text.write(toFile: title, atomically: true, encoding: .utf8)
+        try git(store.path, "commit", "-qam", "hand commit with git")
+        XCTAssertTrue(sink.wait(timeout: 5) { $0.contains { $0.type == .chat && $0.kind == .updated && $0.origin == .external } }, "\(sink.all)")
+    }
+
     func testHandEditsAreValidatedCommittedAndReported() throws {
         let store = try makeStore(self)
         let chat = try store.createChat(userID: "u", title: "Original")
