@@ -95,7 +95,9 @@ final class FeedTests: XCTestCase {
                 if chunk.isEmpty { break }
                 text += String(decoding: chunk, as: UTF8.self)
             }
-            p.terminate()
+            // SIGKILL: curl inherits the signal mask of the thread that starts it, and SIGTERM
+            // can be blocked there (curl then ran on to its --max-time, 10 s a call).
+            kill(p.processIdentifier, SIGKILL)
             p.waitUntilExit()
             return text.components(separatedBy: "\n")
         }
