@@ -437,6 +437,7 @@ public final class Repository: @unchecked Sendable {
         var index: [[UInt8]: Int] = [:]
         if useIndex { for (i, e) in entries.enumerated() { index[e.name] = i } }
         var removed = Set<Int>()
+        var added: [RawEntry] = []
         for (name, child) in node.children {
             let key = Array(name.utf8)
             let existing = useIndex ? index[key] : entries.firstIndex { $0.name == key }
@@ -450,8 +451,7 @@ public final class Repository: @unchecked Sendable {
                         entries[i].oid = oid.raw
                         entries[i].mode = GIT_FILEMODE_BLOB.rawValue
                     } else {
-                        index[key] = entries.count
-                        entries.append(RawEntry(name: key, mode: GIT_FILEMODE_BLOB.rawValue, oid: oid.raw))
+                        added.append(RawEntry(name: key, mode: GIT_FILEMODE_BLOB.rawValue, oid: oid.raw))
                     }
                 }
                 continue
@@ -468,18 +468,31 @@ public final class Repository: @unchecked Sendable {
                     entries[i] = RawEntry(name: key, mode: 0o040000, oid: sub.raw)
                     removed.remove(i)
                 } else {
-                    index[key] = entries.count
-                    entries.append(RawEntry(name: key, mode: 0o040000, oid: sub.raw))
+                    added.append(RawEntry(name: key, mode: 0o040000, oid: sub.raw))
                 }
             } else if let i = existing {
                 removed.insert(i)
             }
         }
-        let kept = entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
-        if kept.isEmpty { return nil }
-        // git's order: by name, a folder's name compared as if it ended with "/" (kept entries
-        // are in that order already, so this is about one comparison per entry).
-        let sorted = kept.sorted(by: Self.gitOrder)
+        if !removed.isEmpty {
+            entries = entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
+        }
+        // git's order: by name, a folder's name compared as if it ended with "/". A tree read
+        // from git is in that order already (checked in one pass, sorted if not), and each new
+        // name goes where a binary search puts it.
+        if !(1..<max(1, entries.count)).allSatisfy({ Self.gitOrder(entries[$0 - 1], entries[$0]) }) {
+            entries.sort(by: Self.gitOrder)
+        }
+        for e in added {
+            var lo = 0, hi = entries.count
+            while lo < hi {
+                let mid = (lo + hi) / 2
+                if Self.gitOrder(entries[mid], e) { lo = mid + 1 } else { hi = mid }
+            }
+            entries.insert(e, at: lo)
+        }
+        if entries.isEmpty { return nil }
+        let sorted = entries
         var bytes: [UInt8] = []
         bytes.reserveCapacity(sorted.count * 60)
         for e in sorted {

@@ -665,6 +665,41 @@ final class RepositoryTests: XCTestCase {
         }
     }
 
+    /// Names added one change at a time go where git's order puts them (a binary search in
+    /// the folder's entries, not a sort), files and folders alike, also a file that becomes a
+    /// folder of the same name; git fsck --strict finds every tree in order.
+    func testNamesAddedOneAtATimeKeepGitsOrder() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        let blob = try repo.writeBlob(Data("x\n".utf8))
+        var names: [String] = []
+        for stem in ["n", "n-1", "n.txt", "n0", "na", "m", "o", "n_"] {
+            names += [stem, stem + "/f", stem + "-x/f", stem + ".json"]
+        }
+        var rng = SystemRandomNumberGenerator()
+        var tree = try repo.emptyTree()
+        var added = Set<String>()
+        for name in names.shuffled(using: &rng) {
+            // A name that is a file already cannot hold a file under it (and the other way).
+            let top = String(name.split(separator: "/")[0])
+            if name.contains("/") ? added.contains(top) : added.contains(top + "/") { continue }
+            tree = try repo.updateTree(tree, [.upsert(name, blob)])
+            added.insert(name.contains("/") ? top + "/" : top)
+        }
+        // A file that becomes a folder of the same name, in one change.
+        let file = try XCTUnwrap(added.first { !$0.hasSuffix("/") })
+        tree = try repo.updateTree(tree, [.remove(file), .upsert(file + "/inner", blob)])
+        XCTAssertEqual(try repo.entry(in: tree, path: file + "/inner")?.oid, blob)
+        let sig = Signature(name: "t", email: "t@example.com", time: 1_700_000_000)
+        let commit = try repo.createCommit(tree: tree, parents: [], author: sig, message: "names")
+        try repo.flushObjects()
+        try repo.compareAndSwapReference("refs/heads/main", to: commit, expected: nil, message: "t")
+        let (text, code) = try git("fsck", "--strict", "--no-dangling")
+        XCTAssertEqual(code, 0, text)
+        let (listed, _) = try git("ls-tree", "--name-only", "main")
+        XCTAssertEqual(listed.split(separator: "\n").count, added.count)
+    }
+
     /// Reading many blobs at once (straight from the packs, on two threads) gives what libgit2
     /// reads, also for objects stored as deltas, in another pack, or loose.
     func testReadingManyBlobsAgreesWithLibgit2() throws {
