@@ -478,8 +478,12 @@ public final class Repository: @unchecked Sendable {
             entries = entries.enumerated().filter { !removed.contains($0.offset) }.map(\.element)
         }
         // git's order: by name, a folder's name compared as if it ended with "/". A tree read
-        // from git is in that order already (checked in one pass, sorted if not), and each new
-        // name goes where a binary search puts it.
+        // from git is in that order already (checked in one pass, sorted if not), and each of a
+        // few new names goes where a binary search puts it (many are sorted in with the rest).
+        if added.count > 8 {
+            entries += added
+            added = []
+        }
         if !(1..<max(1, entries.count)).allSatisfy({ Self.gitOrder(entries[$0 - 1], entries[$0]) }) {
             entries.sort(by: Self.gitOrder)
         }

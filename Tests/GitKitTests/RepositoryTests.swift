@@ -666,8 +666,9 @@ final class RepositoryTests: XCTestCase {
     }
 
     /// Names added one change at a time go where git's order puts them (a binary search in
-    /// the folder's entries, not a sort), files and folders alike, also a file that becomes a
-    /// folder of the same name; git fsck --strict finds every tree in order.
+    /// the folder's entries, not a sort), files and folders alike, and so do many added in one
+    /// change and a file that becomes a folder of the same name; git fsck --strict finds every
+    /// tree in order.
     func testNamesAddedOneAtATimeKeepGitsOrder() throws {
         let repo = try Repository.create(at: dir, initialBranch: "main")
         try repo.bufferObjectsInMemory()
@@ -686,6 +687,13 @@ final class RepositoryTests: XCTestCase {
             tree = try repo.updateTree(tree, [.upsert(name, blob)])
             added.insert(name.contains("/") ? top + "/" : top)
         }
+        // Many new names in one change (sorted in with the rest): files and folders.
+        var bulk: [TreeUpdate] = []
+        for stem in ["p", "p-1", "p.txt", "p0", "pa", "l", "q", "p_"] {
+            bulk += [.upsert(stem, blob), .upsert(stem + "-d/f", blob), .upsert(stem + ".md", blob)]
+            added.formUnion([stem, stem + "-d/", stem + ".md"])
+        }
+        tree = try repo.updateTree(tree, bulk.shuffled(using: &rng))
         // A file that becomes a folder of the same name, in one change.
         let file = try XCTUnwrap(added.first { !$0.hasSuffix("/") })
         tree = try repo.updateTree(tree, [.remove(file), .upsert(file + "/inner", blob)])
