@@ -185,6 +185,60 @@ func post(_ url: String, _ body: String) async throws -> Int {
     return (response as? HTTPURLResponse)?.statusCode ?? 0
 }
 final class Failures: @unchecked Sendable { let lock = NSLock(); var count = 0 }
+
+/// One keep-alive HTTP/1.1 connection over a blocking socket, for measuring the server
+/// rather than a client library (URLSession on Linux took most of the time of a request).
+final class RawHTTPConnection {
+    private let fd: Int32
+    private var pending: [UInt8] = []
+
+    init(port: Int) throws {
+        fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_port = in_port_t(UInt16(port).bigEndian)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        let connected = withUnsafePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+        }
+        var one: Int32 = 1
+        _ = setsockopt(fd, Int32(IPPROTO_TCP), TCP_NODELAY, &one, socklen_t(MemoryLayout<Int32>.size))
+        guard fd >= 0, connected == 0 else { throw ChatSyncError.storage("connect to port \(port): \(String(cString: strerror(errno)))") }
+    }
+
+    deinit { close(fd) }
+
+    /// Sends a POST with a JSON body; returns the response's status (its body is read and dropped).
+    func post(_ path: String, _ body: String) throws -> Int {
+        let request = Array("POST \(path) HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\nContent-Length: \(body.utf8.count)\r\n\r\n\(body)".utf8)
+        var sent = 0
+        while sent < request.count {
+            let n = request[sent...].withUnsafeBytes { send(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw ChatSyncError.storage("send: \(String(cString: strerror(errno)))") }
+            sent += n
+        }
+        // The head, then as many body bytes as Content-Length says.
+        let separator = Array("\r\n\r\n".utf8)
+        var headEnd: Int?
+        while true {
+            if headEnd == nil, let r = pending.firstRange(of: separator) { headEnd = r.upperBound }
+            if let end = headEnd {
+                let head = String(decoding: pending[..<end], as: UTF8.self)
+                let length = head.split(separator: "\r\n").first { $0.lowercased().hasPrefix("content-length:") }
+                    .flatMap { Int($0.split(separator: ":")[1].trimmingCharacters(in: .whitespaces)) } ?? 0
+                if pending.count >= end + length {
+                    pending.removeFirst(end + length)
+                    let status = head.split(separator: " ").dropFirst().first.flatMap { Int($0) } ?? 0
+                    return status
+                }
+            }
+            var chunk = [UInt8](repeating: 0, count: 65_536)
+            let n = chunk.withUnsafeMutableBytes { recv(fd, $0.baseAddress, $0.count, 0) }
+            guard n > 0 else { throw ChatSyncError.storage("recv: connection closed") }
+            pending += chunk[..<n]
+        }
+    }
+}
 let appendCount = Int(ProcessInfo.processInfo.environment["BENCH_APPENDS"] ?? "") ?? (quick ? 100 : 1000)
 let baselineCount = quick ? 20 : 100
 
@@ -643,7 +697,24 @@ for durable in [true] {
     }
     let rate = Double(16 * each) / (now() - t0)
     precondition(failures.count == 0, "\(failures.count) HTTP appends failed")
-    record("HTTP appends/s, 16 concurrent connections, durable", rate, "ops/s", "\(16 * each) POSTs")
+    record("HTTP appends/s, 16 concurrent connections, durable", rate, "ops/s", "\(16 * each) POSTs through URLSession")
+    // The same with a thin client (a blocking socket a connection, keep-alive): the server's rate.
+    let t1 = now()
+    let raw = quick ? 20 : 200
+    onThreads(16) { c in
+        do {
+            let connection = try RawHTTPConnection(port: port)
+            for i in 0..<raw {
+                if try connection.post("/api/chats/\(chat.id)/messages", #"{"role": "user", "content": "raw client \#(c) \#(i)"}"#) != 201 {
+                    failures.lock.withLock { failures.count += 1 }
+                }
+            }
+        } catch {
+            failures.lock.withLock { failures.count += 1 }
+        }
+    }
+    precondition(failures.count == 0, "\(failures.count) HTTP appends failed")
+    record("  the same through a thin client (one socket a connection)", Double(16 * raw) / (now() - t1), "ops/s", "\(16 * raw) POSTs")
     task.cancel()
     store.close()
 }
