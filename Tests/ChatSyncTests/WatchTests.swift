@@ -102,6 +102,16 @@ final class WatchTests: XCTestCase {
             let m = try other.appendMessage(chatID: chat.id, role: .assistant, content: "from elsewhere \(round)")
             XCTAssertTrue(sink.wait(timeout: 5) { $0.contains { $0.id == m.id && $0.origin == .external } }, "\(round): \(sink.all)")
         }
+        // However many loops watch the store, one inotify instance serves them, while any does.
+        func inotifyInstances() -> Int {
+            let fds = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/fd")) ?? []
+            return fds.filter { (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/fd/" + $0)) == "anon_inode:inotify" }.count
+        }
+        let before = inotifyInstances()
+        let more = (0..<20).map { _ in watch(store) { $0.workTree = false; $0.pollInterval = 60 } }
+        XCTAssertEqual(inotifyInstances(), before, "20 more watch loops, no more inotify instances")
+        let m = try other.appendMessage(chatID: chat.id, role: .assistant, content: "to every loop")
+        for loop in more { XCTAssertTrue(loop.wait(timeout: 5) { $0.contains { $0.id == m.id } }) }
         // The git command moves the branch its own way (a lock file renamed over it).
         other.syncWorkTree()
         let title = store.path + "/" + Layout.chat(chat.id)

@@ -59,7 +59,7 @@ public final class Store: @unchecked Sendable {
     let sessionIndex: SessionIndex
     /// Where the commits this process put on the branch came from (for the watch stream).
     let origins = OriginLog()
-    let bell = CommitBell()
+    let bell: CommitBell
     private let writer: Writer
     let follower: WorkTreeFollower
     private let handles = Mutex<[Repository]>([])
@@ -69,6 +69,7 @@ public final class Store: @unchecked Sendable {
         self.options = options
         self.gitDir = gitDir
         branchRef = "refs/heads/" + options.branch
+        bell = CommitBell(gitDir: gitDir, branchRef: branchRef)
         sessionIndex = SessionIndex(file: gitDir + "chatsync/sessions-index")
         follower = try WorkTreeFollower(path: path, gitDir: gitDir, options: options)
         let origins = self.origins, bell = self.bell

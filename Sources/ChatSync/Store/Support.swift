@@ -114,9 +114,23 @@ final class OriginLog: Sendable {
     func origin(of commit: OID) -> ChangeOrigin? { map.withLock { $0[commit] } }
 }
 
-/// Wakes the watch loops of this process when the writer moves the branch (others are found by polling).
+/// Wakes the watch loops of this process when the branch may have moved: after each commit of
+/// this process, and, while any loop listens, on changes in the branch's folder or the git
+/// folder seen through inotify (another process's commit, plain git). One inotify instance
+/// serves every loop of the store; the loops still poll, for file systems inotify does not see.
 final class CommitBell: Sendable {
-    private let fds = Mutex<[Int32]>([])
+    private struct Listeners {
+        var fds: [Int32] = []
+        var moves: BranchMoves?
+    }
+    private let listeners = Mutex(Listeners())
+    private let gitDir: String
+    private let branchRef: String
+
+    init(gitDir: String, branchRef: String) {
+        self.gitDir = gitDir
+        self.branchRef = branchRef
+    }
 
     /// A file descriptor that becomes readable after each commit; give it back with `remove`.
     func add() -> (read: Int32, write: Int32)? {
@@ -126,22 +140,68 @@ final class CommitBell: Sendable {
             _ = fcntl(fd, F_SETFL, fcntl(fd, F_GETFL) | O_NONBLOCK)
             _ = fcntl(fd, F_SETFD, FD_CLOEXEC)
         }
-        fds.withLock { $0.append(p[1]) }
+        listeners.withLock { l in
+            l.fds.append(p[1])
+            if l.moves == nil { l.moves = BranchMoves(gitDir: gitDir, branchRef: branchRef, ring: { [weak self] in self?.ring() }) }
+        }
         return (p[0], p[1])
     }
 
     func remove(_ pair: (read: Int32, write: Int32)) {
-        fds.withLock { $0.removeAll { $0 == pair.write } }
+        listeners.withLock { l in
+            l.fds.removeAll { $0 == pair.write }
+            if l.fds.isEmpty {
+                l.moves?.stop()
+                l.moves = nil
+            }
+        }
         close(pair.read)
         close(pair.write)
     }
 
     func ring() {
-        fds.withLock { list in
+        listeners.withLock { l in
             var b: UInt8 = 1
-            for fd in list { _ = write(fd, &b, 1) }
+            for fd in l.fds { _ = write(fd, &b, 1) }
         }
     }
+}
+
+/// inotify on the branch's folder (git and chatsync move a branch by renaming its lock file
+/// over it) and on the git folder (`packed-refs`), read on a thread of its own, which calls
+/// `ring` after any event there (the listeners then read the branch again). Nil when inotify
+/// refuses (too many instances, say); the watch loops then only poll.
+final class BranchMoves: Sendable {
+    private let descriptor: Int32
+    private let stopped = Mutex(false)
+
+    init?(gitDir: String, branchRef: String, ring: @escaping @Sendable () -> Void) {
+        descriptor = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
+        guard descriptor >= 0 else { return nil }
+        let folder = ((gitDir + branchRef) as NSString).deletingLastPathComponent
+        let moves = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM)
+        guard inotify_add_watch(descriptor, folder, moves | UInt32(IN_ONLYDIR)) >= 0,
+              inotify_add_watch(descriptor, gitDir, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE) | UInt32(IN_ONLYDIR)) >= 0 else {
+            close(descriptor)
+            return nil
+        }
+        let t = Thread { [self] in
+            var buffer = [UInt8](repeating: 0, count: 16 * 1024)
+            var pfd = pollfd(fd: descriptor, events: Int16(POLLIN), revents: 0)
+            // Wakes at least every 200 ms to see whether it is still wanted.
+            while !stopped.withLock({ $0 }) {
+                guard poll(&pfd, 1, 200) > 0 else { continue }
+                while read(descriptor, &buffer, buffer.count) > 0 {}
+                ring()
+            }
+        }
+        t.name = "chatsync-branch-moves"
+        t.start()
+    }
+
+    func stop() { stopped.withLock { $0 = true } }
+
+    deinit { close(descriptor) }
 }
 
 /// Runs the work handed to it one piece after another, in order, on a thread of its own.

@@ -76,7 +76,6 @@ final class Watcher: @unchecked Sendable {
                 cursor = try wrapGit { try repo.referenceTarget(store.branchRef) }
             }
             if options.workTree, !repo.isBare { edits = try WorkTreeEdits(store: store) }
-            let moves = BranchMoves(gitDir: store.gitDir, branchRef: store.branchRef)
             let bell = store.bell.add()
             defer { if let bell { store.bell.remove(bell) } }
             var nextSync = Date().addingTimeInterval(options.syncInterval)
@@ -101,17 +100,15 @@ final class Watcher: @unchecked Sendable {
                     nextSync = Date().addingTimeInterval(options.syncInterval)
                     continue
                 }
-                // Sleep until a commit of this process, a work tree event, a change in the
-                // branch's folder, or the next poll of the branch.
+                // Sleep until the bell (a commit of this process, or a change in the branch's
+                // folder), a work tree event, or the next poll of the branch.
                 var fds = [pollfd(fd: bell?.read ?? -1, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: edits?.descriptor ?? -1, events: Int16(POLLIN), revents: 0),
-                           pollfd(fd: moves?.descriptor ?? -1, events: Int16(POLLIN), revents: 0)]
-                _ = poll(&fds, 3, Int32(options.pollInterval * 1000))
+                           pollfd(fd: edits?.descriptor ?? -1, events: Int16(POLLIN), revents: 0)]
+                _ = poll(&fds, 2, Int32(options.pollInterval * 1000))
                 if let bell, fds[0].revents != 0 {
                     var sink = [UInt8](repeating: 0, count: 256)
                     while read(bell.read, &sink, 256) > 0 {}
                 }
-                if let moves, fds[2].revents != 0 { moves.drain() }
             }
             continuation.finish()
         } catch {
@@ -148,33 +145,5 @@ final class Watcher: @unchecked Sendable {
         if message.contains("\nChatsync-Origin: remote") { return .remote }
         if message.contains("\nChatsync-Origin: workdir") { return .workdir }
         return .external
-    }
-}
-
-/// Wakes the watch loop when the branch may have moved: inotify on the branch's folder (git
-/// and chatsync move a branch by renaming its lock file over it) and on the git folder (for
-/// `packed-refs`). Any event there only makes the loop read the branch again. Nil when inotify
-/// refuses (the loop then only polls).
-final class BranchMoves {
-    let descriptor: Int32
-
-    init?(gitDir: String, branchRef: String) {
-        descriptor = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
-        guard descriptor >= 0 else { return nil }
-        let folder = ((gitDir + branchRef) as NSString).deletingLastPathComponent
-        let moves = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM)
-        guard inotify_add_watch(descriptor, folder, moves | UInt32(IN_ONLYDIR)) >= 0,
-              inotify_add_watch(descriptor, gitDir, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE) | UInt32(IN_ONLYDIR)) >= 0 else {
-            close(descriptor)
-            return nil
-        }
-    }
-
-    deinit { close(descriptor) }
-
-    /// Reads the waiting events (their content does not matter).
-    func drain() {
-        var buffer = [UInt8](repeating: 0, count: 16 * 1024)
-        while read(descriptor, &buffer, buffer.count) > 0 {}
     }
 }
