@@ -112,13 +112,26 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(inotifyInstances(), before, "20 more watch loops, no more inotify instances")
         let m = try other.appendMessage(chatID: chat.id, role: .assistant, content: "to every loop")
         for loop in more { XCTAssertTrue(loop.wait(timeout: 5) { $0.contains { $0.id == m.id } }) }
+        // Stopped, the loops end at once (not at their next poll, a minute away), and the
+        // inotify instance goes with the last of them. (First the work trees settle, so that
+        // no write in the git folder wakes the loops.)
+        store.syncWorkTree()
+        other.syncWorkTree()
+        usleep(500_000)
+        for loop in more { loop.stop() }
+        sink.stop()
+        let deadline = Date().addingTimeInterval(5)
+        while inotifyInstances() >= before && Date() < deadline { usleep(20_000) }
+        XCTAssertEqual(inotifyInstances(), before - 1, "the store's instance is closed once no loop listens")
+        let again = watch(store) { $0.workTree = false; $0.pollInterval = 60 }
+        XCTAssertEqual(inotifyInstances(), before, "and opened again for the next loop")
         // The git command moves the branch its own way (a lock file renamed over it).
         other.syncWorkTree()
         let title = store.path + "/" + Layout.chat(chat.id)
         let text = try String(contentsOfFile: title, encoding: .utf8).replacingOccurrences(of: "\"user_id\": \"u\"", with: "\"user_id\": \"w\"")
         try text.write(toFile: title, atomically: true, encoding: .utf8)
         try git(store.path, "commit", "-qam", "hand commit with git")
-        XCTAssertTrue(sink.wait(timeout: 5) { $0.contains { $0.type == .chat && $0.kind == .updated && $0.origin == .external } }, "\(sink.all)")
+        XCTAssertTrue(again.wait(timeout: 5) { $0.contains { $0.type == .chat && $0.kind == .updated && $0.origin == .external } }, "\(again.all)")
     }
 
     func testHandEditsAreValidatedCommittedAndReported() throws {

@@ -60,7 +60,12 @@ final class Watcher: @unchecked Sendable {
         t.start()
     }
 
-    func stop() { stopped.withLock { $0 = true } }
+    /// Stops the loop; the bell wakes it (with every other loop of the store, which only reads
+    /// the branch again), so it ends now rather than at its next poll.
+    func stop() {
+        stopped.withLock { $0 = true }
+        store.bell.ring()
+    }
     private var isStopped: Bool { stopped.withLock { $0 } }
 
     private func run() {
