@@ -134,13 +134,6 @@ final class PackReader {
         return nil
     }
 
-    /// Gives the bytes of the object `locate` found to `body`; nil when this reader cannot
-    /// read it. Reading many objects in the order of their offsets reads each pack front to
-    /// back, and a delta's base is usually the one read last.
-    func read<T>(pack p: Int, offset: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
-        try inflateObject(p, at: offset, body)
-    }
-
     /// An entry's header: its type, inflated size, and where its data (or delta offset) starts.
     private func entryHeader(_ pack: MappedFile, at offset: Int) -> (type: UInt8, size: Int, data: Int)? {
         let b = pack.bytes
@@ -303,7 +296,10 @@ final class PackReader {
         return failed ? nil : out
     }
 
-    private func inflateObject<T>(_ p: Int, at offset: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
+    /// Gives the bytes of the object `locate` found to `body`; nil when this reader cannot
+    /// read it. Reading many objects in the order of their offsets reads each pack front to
+    /// back, and a delta's base is usually the one read last.
+    func read<T>(pack p: Int, offset: Int, _ body: (UnsafeRawBufferPointer) throws -> T) rethrows -> T? {
         let pack = packs[p].pack
         guard let (type, size, data) = entryHeader(pack, at: offset) else { return nil }
         if type == 6 {

@@ -355,10 +355,10 @@ enum PreparedFiles {
     /// the lock: a file being synced is not taken.
     static func sync(in dir: String) {
         files.withLock { all in
-            for key in all.keys where key.hasPrefix(dir + "/") {
-                for i in all[key]!.indices where !all[key]![i].synced {
-                    _ = fsync(all[key]![i].fd)
-                    all[key]![i].synced = true
+            for (key, list) in all where key.hasPrefix(dir + "/") {
+                all[key] = list.map { f in
+                    if !f.synced { _ = fsync(f.fd) }
+                    return (f.fd, f.path, true)
                 }
             }
         }

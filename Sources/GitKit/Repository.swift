@@ -163,11 +163,7 @@ public final class Repository: @unchecked Sendable {
     public func mapBlobs<T>(_ oids: [OID], threads: Int, _ body: @escaping (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
         // Other handles cannot see objects in this one's memory buffer: one thread then.
         let parts = mempack != nil ? 1 : max(1, min(threads, oids.count / 1_000))
-        if parts == 1 {
-            // Mapping the packs pays off for more than a few objects.
-            guard oids.count >= 64 else { return try oids.map { try readRaw($0, body) } }
-            return try read(oids, body)
-        }
+        if parts == 1 { return try read(oids, body) }
         let chunk = (oids.count + parts - 1) / parts
         return try inParallel(parts) { repo, part in
             try repo.read(Array(oids[(part * chunk)..<min(oids.count, (part + 1) * chunk)]), body)
@@ -188,8 +184,6 @@ public final class Repository: @unchecked Sendable {
         if parts == 1 {
             var oids = first
             for f in folders.dropFirst() { try forEachBlob(under: f, suffix: suffix) { oids.append($0) } }
-            // Reading the packs pays off for more than a few objects.
-            guard oids.count >= 64, mempack == nil else { return try oids.map { try readRaw($0, body) } }
             return try read(oids, inPackOrder: true, body)
         }
         nonisolated(unsafe) let firstShare = first
@@ -206,6 +200,8 @@ public final class Repository: @unchecked Sendable {
     /// in the order of `oids`, or, `inPackOrder`, in the order they lie in the packs (each pack
     /// read front to back rather than at random).
     private func read<T>(_ oids: [OID], inPackOrder: Bool = false, _ body: (UnsafeRawBufferPointer) throws -> T) throws -> [T] {
+        // Mapping the packs pays off for more than a few objects.
+        guard oids.count >= 64 else { return try oids.map { try readRaw($0, body) } }
         let reader = PackReader(packDirectory: packDirectory)
         guard inPackOrder else { return try oids.map { try reader.read($0, body) ?? readRaw($0, body) } }
         var located: [(pack: Int, offset: Int, index: Int)] = []

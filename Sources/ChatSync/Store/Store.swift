@@ -69,7 +69,7 @@ public final class Store: @unchecked Sendable {
         self.options = options
         self.gitDir = gitDir
         branchRef = "refs/heads/" + options.branch
-        bell = CommitBell(gitDir: gitDir, branchRef: branchRef)
+        bell = CommitBell(gitDir: gitDir, branchFolder: ((gitDir + branchRef) as NSString).deletingLastPathComponent)
         sessionIndex = SessionIndex(file: gitDir + "chatsync/sessions-index")
         follower = try WorkTreeFollower(path: path, gitDir: gitDir, options: options)
         let origins = self.origins, bell = self.bell
@@ -147,7 +147,7 @@ public final class Store: @unchecked Sendable {
         LockFiles.clearIfStale(gitDir + branchRef + ".lock", olderThan: options.staleLockSeconds)
         LockFiles.clearIfStale(gitDir + "index.lock", olderThan: options.staleLockSeconds)
         LockFiles.clearIfStale(gitDir + "HEAD.lock", olderThan: options.staleLockSeconds)
-        ReferenceUpdate.removeSpares(in: ((gitDir + branchRef) as NSString).deletingLastPathComponent, olderThan: options.staleLockSeconds)
+        ReferenceUpdate.removeSpares(in: bell.branchFolder, olderThan: options.staleLockSeconds)
     }
 
     private func writeMarker() throws {

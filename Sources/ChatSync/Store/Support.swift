@@ -125,11 +125,12 @@ final class CommitBell: Sendable {
     }
     private let listeners = Mutex(Listeners())
     private let gitDir: String
-    private let branchRef: String
+    /// The folder of the branch's file (`refs/heads` for `main`).
+    let branchFolder: String
 
-    init(gitDir: String, branchRef: String) {
+    init(gitDir: String, branchFolder: String) {
         self.gitDir = gitDir
-        self.branchRef = branchRef
+        self.branchFolder = branchFolder
     }
 
     /// A file descriptor that becomes readable after each commit; give it back with `remove`.
@@ -142,7 +143,7 @@ final class CommitBell: Sendable {
         }
         listeners.withLock { l in
             l.fds.append(p[1])
-            if l.moves == nil { l.moves = BranchMoves(gitDir: gitDir, branchRef: branchRef, ring: { [weak self] in self?.ring() }) }
+            if l.moves == nil { l.moves = BranchMoves(gitDir: gitDir, branchFolder: branchFolder, ring: { [weak self] in self?.ring() }) }
         }
         return (p[0], p[1])
     }
@@ -175,10 +176,9 @@ final class BranchMoves: Sendable {
     private let descriptor: Int32
     private let stopped = Mutex(false)
 
-    init?(gitDir: String, branchRef: String, ring: @escaping @Sendable () -> Void) {
+    init?(gitDir: String, branchFolder folder: String, ring: @escaping @Sendable () -> Void) {
         descriptor = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard descriptor >= 0 else { return nil }
-        let folder = ((gitDir + branchRef) as NSString).deletingLastPathComponent
         let moves = UInt32(IN_MOVED_TO | IN_CLOSE_WRITE | IN_CREATE | IN_DELETE | IN_MOVED_FROM)
         guard inotify_add_watch(descriptor, folder, moves | UInt32(IN_ONLYDIR)) >= 0,
               inotify_add_watch(descriptor, gitDir, UInt32(IN_MOVED_TO | IN_CLOSE_WRITE) | UInt32(IN_ONLYDIR)) >= 0 else {
