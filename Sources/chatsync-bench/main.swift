@@ -120,6 +120,10 @@ if arguments.contains("--profile-appends") {
     let env = ProcessInfo.processInfo.environment
     let writers = Int(env["BENCH_WRITERS"] ?? "") ?? 16
     let n = Int(env["BENCH_N"] ?? "") ?? 20_000
+    guard writers >= 1, n >= writers else {
+        FileHandle.standardError.write(Data("chatsync-bench: BENCH_WRITERS must be at least 1 and BENCH_N at least BENCH_WRITERS (got \(writers), \(n))\n".utf8))
+        exit(2)
+    }
     let store = try freshStore(durable: env["BENCH_DURABLE"] != nil)
     let chat = try store.createChat(userID: "bench")
     let t = now()
