@@ -69,8 +69,8 @@ public final class Repository: @unchecked Sendable {
     private var odbPointer: OpaquePointer?
     /// The objects written to the in-memory buffer since the last flush.
     private var buffered: [PackObject] = []
-    /// The entries of trees this handle built lately, by id (trees never change): the next
-    /// change below the same folders starts from them instead of reading and parsing them.
+    /// The entries of trees this handle built or read lately, by id (trees never change): the
+    /// next change below the same folders starts from them instead of reading and parsing them.
     private var builtTrees: [OID: [RawEntry]] = [:]
     /// Whether `core.logAllRefUpdates` is false, as read when `.git/config` was this file
     /// (inode, size, modification time; see `prepareReferenceUpdate`).
@@ -78,7 +78,12 @@ public final class Repository: @unchecked Sendable {
     /// Names this handle's spare lock files (see `ReferenceUpdate`); nil once renameat2 proved
     /// unusable here.
     var spareToken: String? = String(UInt64.random(in: 0...UInt64.max), radix: 16)
-    private static let builtTreesLimit = 4096
+    /// How many trees, and entries of all of them, each generation of kept trees holds (see
+    /// `remember`; lower in tests).
+    var keptTreeLimits = (trees: 16_384, entries: 65_536)
+    private var olderTrees: [OID: [RawEntry]] = [:]
+    /// The entries held in `builtTrees`, all trees together.
+    private var builtEntries = 0
 
     private func track(_ oid: OID, _ type: git_object_t, _ bytes: [UInt8]) {
         if mempack != nil { buffered.append(PackObject(oid: oid, type: type, bytes: bytes)) }
@@ -130,8 +135,7 @@ public final class Repository: @unchecked Sendable {
             // Hash it and hand it to the in-memory pack directly (duplicates are harmless there).
             let backend = UnsafeMutablePointer<git_odb_backend>(mempack)
             let code = data.withUnsafeBytes { buf -> Int32 in
-                let h = git_odb_hash(&oid, buf.baseAddress, buf.count, GIT_OBJECT_BLOB)
-                if h < 0 { return h }
+                oid = SHA1Hasher.objectID(buf, type: GIT_OBJECT_BLOB)
                 return chatsync_backend_write(backend, &oid, buf.baseAddress, buf.count, GIT_OBJECT_BLOB)
             }
             try check(code, "write blob")
@@ -277,16 +281,69 @@ public final class Repository: @unchecked Sendable {
         return tree!
     }
 
-    /// The entry at `path` (slash-separated) below the tree `root`, or nil when there is none.
+    /// The entry at `path` (slash-separated; a trailing slash asks for a folder) below the tree
+    /// `root`, or nil when there is none (as `git_tree_entry_bypath` finds it). The trees on the
+    /// way come from those this handle built or read lately (see `builtTrees`): a change checks
+    /// whether its document exists below trees the change before it built, and libgit2 would
+    /// look up and parse each of them, and format an error message for every path not there.
     public func entry(in root: OID, path: String) throws -> TreeEntry? {
-        let tree = try lookupTree(root)
-        defer { git_tree_free(tree) }
-        var entry: OpaquePointer?
-        let code = retryingRemovedPacks { git_tree_entry_bypath(&entry, tree, path) }
-        if code == GIT_ENOTFOUND.rawValue { return nil }
-        try check(code, "find \(path) in tree \(root.short)")
-        defer { git_tree_entry_free(entry) }
-        return Self.makeEntry(entry!)
+        var bytes = Array(path.utf8)
+        var mustBeFolder = false
+        if bytes.count > 1, bytes.last == UInt8(ascii: "/") {
+            bytes.removeLast()
+            mustBeFolder = true
+        }
+        var tree = root
+        var start = 0
+        while true {
+            let end = bytes[start...].firstIndex(of: UInt8(ascii: "/")) ?? bytes.count
+            guard end > start else { return nil }
+            let entries = try treeEntries(tree)
+            let found = bytes.withUnsafeBufferPointer { name -> RawEntry? in
+                let want = UnsafeBufferPointer(rebasing: name[start..<end])
+                for e in entries where e.name.count == want.count {
+                    if e.name.withUnsafeBufferPointer({ memcmp($0.baseAddress!, want.baseAddress!, want.count) == 0 }) { return e }
+                }
+                return nil
+            }
+            guard let found else { return nil }
+            if end == bytes.count {
+                if mustBeFolder && !found.isTree { return nil }
+                let kind: EntryKind
+                switch found.mode & 0o170000 {
+                case 0o040000: kind = .tree
+                case 0o160000: kind = .other
+                default: kind = .blob
+                }
+                return TreeEntry(name: String(decoding: found.name, as: UTF8.self), oid: OID(found.oid), kind: kind)
+            }
+            guard found.isTree else { return nil }
+            tree = OID(found.oid)
+            start = end + 1
+        }
+    }
+
+    /// A tree's entries in git's order, from those built or read lately, else read and kept.
+    private func treeEntries(_ oid: OID) throws -> [RawEntry] {
+        if let known = builtTrees[oid] { return known }
+        let entries = try olderTrees[oid] ?? rawEntries(oid)
+        remember(oid, entries)
+        return entries
+    }
+
+    /// Keeps a tree's entries. The kept trees are two generations: when the newer one holds
+    /// `keptTreeLimits` trees or entries, it becomes the older one (the
+    /// older one is dropped), and a tree found in the older one moves to the newer one, so the
+    /// trees in use stay (the folders of a long chat) and those replaced by later changes go.
+    private func remember(_ oid: OID, _ entries: [RawEntry]) {
+        guard entries.count <= 4096 else { return }
+        if builtTrees.count >= keptTreeLimits.trees || builtEntries + entries.count > keptTreeLimits.entries {
+            olderTrees = builtTrees
+            builtTrees = [:]
+            builtTrees.reserveCapacity(olderTrees.count)
+            builtEntries = 0
+        }
+        if builtTrees.updateValue(entries, forKey: oid) == nil { builtEntries += entries.count }
     }
 
     /// The entries of a tree, in git's order.
@@ -427,7 +484,7 @@ public final class Repository: @unchecked Sendable {
 
     /// Applies `node` to the tree `base` (nil: none); returns nil when the result is empty.
     private func build(_ base: OID?, _ node: TreeNode) throws -> OID? {
-        var entries = try base.map { try builtTrees[$0] ?? rawEntries($0) } ?? []
+        var entries = try base.map { try treeEntries($0) } ?? []
         // A few changes (the usual case: one name per folder) are looked up by a scan.
         let useIndex = node.children.count > 4
         var index: [[UInt8]: Int] = [:]
@@ -507,8 +564,7 @@ public final class Repository: @unchecked Sendable {
             withUnsafeBytes(of: e.oid.id) { bytes += $0 }
         }
         let oid = try writeObject(bytes, type: GIT_OBJECT_TREE)
-        if builtTrees.count >= Self.builtTreesLimit { builtTrees.removeAll(keepingCapacity: true) }
-        if sorted.count <= 4096 { builtTrees[oid] = sorted }
+        remember(oid, sorted)
         return oid
     }
 
@@ -517,8 +573,7 @@ public final class Repository: @unchecked Sendable {
         var oid = git_oid()
         let code = bytes.withUnsafeBytes { buf -> Int32 in
             if let mempack {
-                let h = git_odb_hash(&oid, buf.baseAddress, buf.count, type)
-                if h < 0 { return h }
+                oid = SHA1Hasher.objectID(buf, type: type)
                 return chatsync_backend_write(UnsafeMutablePointer<git_odb_backend>(mempack), &oid, buf.baseAddress, buf.count, type)
             }
             var odb: OpaquePointer?
@@ -845,7 +900,7 @@ public final class Repository: @unchecked Sendable {
         try check(refreshObjectDatabase(), "refresh object database")
         try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
         buffered.removeAll(keepingCapacity: true)
-        builtTrees.removeAll()
+        // The kept trees stay: their objects are on disk now (at most two generations of them).
     }
 
     func refreshObjectDatabase() -> Int32 {
@@ -862,5 +917,7 @@ public final class Repository: @unchecked Sendable {
         buffered.removeAll(keepingCapacity: true)
         // Trees built here may be gone with the buffer: never build on them from memory.
         builtTrees.removeAll()
+        olderTrees.removeAll()
+        builtEntries = 0
     }
 }

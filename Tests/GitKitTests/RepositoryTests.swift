@@ -708,6 +708,124 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(listed.split(separator: "\n").count, added.count)
     }
 
+    /// Finding an entry by path (from the trees the handle keeps, not through libgit2) finds
+    /// what libgit2's `git_tree_entry_bypath` and the git command find, for files, folders,
+    /// an executable, a symbolic link and a submodule, and nothing where they find nothing.
+    func testEntriesByPathAgreeWithLibgit2AndGit() throws {
+        _ = try Repository.create(at: dir, initialBranch: "main")
+        try FileManager.default.createDirectory(atPath: dir + "/dir/sub", withIntermediateDirectories: true)
+        for (path, text) in [("a.txt", "a"), ("dir/b.txt", "b"), ("dir/sub/c.txt", "c"), ("dir.txt", "d"), ("dir-x", "e"), ("run.sh", "#!/bin/sh\n")] {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: dir + "/" + path))
+        }
+        chmod(dir + "/run.sh", 0o755)
+        symlink("a.txt", dir + "/link")
+        _ = try git("add", "-A")
+        _ = try git("update-index", "--add", "--cacheinfo", "160000,1111111111111111111111111111111111111111,mod")
+        let (_, committed) = try git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "t")
+        XCTAssertEqual(committed, 0)
+        let (treeHex, _) = try git("rev-parse", "HEAD^{tree}")
+        let root = try XCTUnwrap(OID(hex: treeHex.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let repo = try Repository.open(dir)
+        let paths = ["a.txt", "dir", "dir/", "dir/b.txt", "dir/sub", "dir/sub/", "dir/sub/c.txt", "dir.txt", "dir-x", "run.sh",
+                     "link", "mod", "mod/x", "mod/", "a.txt/", "a.txt/x", "dir/sub/c.txt/", "dir//b.txt", "/a.txt", "", "/", "//",
+                     "nope", "dir/nope", "dir/sub/nope/x", "di", "dir/b", "dir/sub/c.txt/x", "dir/./b.txt", "dir/../a.txt"]
+        var found = 0
+        for path in paths {
+            // libgit2's answer.
+            var tree: OpaquePointer?
+            var raw = root.raw
+            XCTAssertEqual(git_tree_lookup(&tree, repo.pointer, &raw), 0)
+            var e: OpaquePointer?
+            let code = git_tree_entry_bypath(&e, tree, path)
+            let expected: (String, OID, EntryKind)? = code == 0 ? (String(cString: git_tree_entry_name(e)), OID(git_tree_entry_id(e)!.pointee), {
+                switch git_tree_entry_type(e) {
+                case GIT_OBJECT_BLOB: return EntryKind.blob
+                case GIT_OBJECT_TREE: return EntryKind.tree
+                default: return EntryKind.other
+                }
+            }()) : nil
+            if code == 0 { git_tree_entry_free(e) } else { XCTAssertEqual(code, GIT_ENOTFOUND.rawValue, path) }
+            git_tree_free(tree)
+            // Asked twice: once reading the trees, once from those kept.
+            for _ in 0..<2 {
+                let got = try repo.entry(in: root, path: path)
+                XCTAssertEqual(got?.name, expected?.0, "path \(path)")
+                XCTAssertEqual(got?.oid, expected?.1, "path \(path)")
+                XCTAssertEqual(got?.kind, expected?.2, "path \(path)")
+            }
+            // The git command's answer, for the paths it takes as they are.
+            if let got = try repo.entry(in: root, path: path), !path.hasSuffix("/") {
+                found += 1
+                let (hex, status) = try git("rev-parse", "HEAD:" + path)
+                XCTAssertEqual(status, 0, path)
+                XCTAssertEqual(hex.trimmingCharacters(in: .whitespacesAndNewlines), got.oid.hex, path)
+            }
+        }
+        XCTAssertEqual(found, 10)
+    }
+
+    /// The trees a handle keeps are two generations; lookups and changes stay right while
+    /// generations turn over many times (limits lowered to a few trees), checked against a
+    /// record of every file and by git.
+    func testKeptTreesTurnOverWithoutWrongAnswers() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        repo.keptTreeLimits = (trees: 6, entries: 40)
+        var rng = SystemRandomNumberGenerator()
+        var files: [String: OID] = [:]
+        var tree = try repo.emptyTree()
+        for i in 0..<400 {
+            let path = "m/\(Int.random(in: 0..<4, using: &rng))/\(Int.random(in: 0..<4, using: &rng))/f\(i % 97).json"
+            if Bool.random(using: &rng), let gone = files.keys.randomElement(using: &rng) {
+                tree = try repo.updateTree(tree, [.remove(gone)])
+                files[gone] = nil
+                XCTAssertNil(try repo.entry(in: tree, path: gone))
+            }
+            let blob = try repo.writeBlob(Data("\(i)\n".utf8))
+            tree = try repo.updateTree(tree, [.upsert(path, blob)])
+            files[path] = blob
+            for probe in files.keys.shuffled(using: &rng).prefix(3) + [path] {
+                XCTAssertEqual(try repo.entry(in: tree, path: probe)?.oid, files[probe], probe)
+            }
+        }
+        let sig = Signature(name: "t", email: "t@example.com", time: 1_700_000_000)
+        let commit = try repo.createCommit(tree: tree, parents: [], author: sig, message: "kept")
+        try repo.flushObjects()
+        try repo.compareAndSwapReference("refs/heads/main", to: commit, expected: nil, message: "t")
+        let (text, code) = try git("fsck", "--strict", "--no-dangling")
+        XCTAssertEqual(code, 0, text)
+        let (listed, _) = try git("ls-tree", "-r", "main")
+        var listedFiles: [String: String] = [:]
+        for line in listed.split(separator: "\n") {
+            let parts = line.split(separator: "\t")
+            listedFiles[String(parts[1])] = String(parts[0].split(separator: " ")[2])
+        }
+        XCTAssertEqual(listedFiles, files.mapValues(\.hex))
+    }
+
+    /// Object ids are hashed here (not by `git_odb_hash`): the same ids, for every kind and
+    /// for sizes whose decimal length changes.
+    func testObjectIDsAreGitsIDs() throws {
+        var rng = SystemRandomNumberGenerator()
+        for size in [0, 1, 9, 10, 55, 56, 63, 64, 99, 100, 1_000, 65_537, 1_000_000] {
+            let bytes = (0..<size).map { _ in UInt8.random(in: 0...255, using: &rng) }
+            for type in [GIT_OBJECT_BLOB, GIT_OBJECT_TREE, GIT_OBJECT_COMMIT, GIT_OBJECT_TAG] {
+                var expected = git_oid()
+                bytes.withUnsafeBytes { XCTAssertEqual(git_odb_hash(&expected, $0.baseAddress, $0.count, type), 0) }
+                let got = bytes.withUnsafeBytes { SHA1Hasher.objectID($0, type: type) }
+                XCTAssertEqual(OID(got), OID(expected), "size \(size), type \(type)")
+            }
+        }
+        // And by the git command, for a blob written through the in-memory buffer.
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        let text = "hello, ids\n"
+        let oid = try repo.writeBlob(Data(text.utf8))
+        try Data(text.utf8).write(to: URL(fileURLWithPath: dir + "/h.txt"))
+        let (hex, _) = try git("hash-object", "h.txt")
+        XCTAssertEqual(hex.trimmingCharacters(in: .whitespacesAndNewlines), oid.hex)
+    }
+
     /// Reading many blobs at once (straight from the packs, on two threads) gives what libgit2
     /// reads, also for objects stored as deltas, in another pack, or loose.
     func testReadingManyBlobsAgreesWithLibgit2() throws {
