@@ -82,6 +82,8 @@ public final class Repository: @unchecked Sendable {
     /// `remember`; lower in tests).
     var keptTreeLimits = (trees: 16_384, entries: 65_536)
     private var olderTrees: [OID: [RawEntry]] = [:]
+    /// Trees read through libgit2 because they were not kept (for tests).
+    var keptTreeMisses = 0
     /// The entries held in `builtTrees`, all trees together.
     private var builtEntries = 0
 
@@ -326,6 +328,7 @@ public final class Repository: @unchecked Sendable {
     /// A tree's entries in git's order, from those built or read lately, else read and kept.
     private func treeEntries(_ oid: OID) throws -> [RawEntry] {
         if let known = builtTrees[oid] { return known }
+        if olderTrees[oid] == nil { keptTreeMisses += 1 }
         let entries = try olderTrees[oid] ?? rawEntries(oid)
         remember(oid, entries)
         return entries
@@ -344,6 +347,11 @@ public final class Repository: @unchecked Sendable {
             builtEntries = 0
         }
         if builtTrees.updateValue(entries, forKey: oid) == nil { builtEntries += entries.count }
+    }
+
+    private func forget(_ oid: OID) {
+        if let gone = builtTrees.removeValue(forKey: oid) { builtEntries -= gone.count }
+        olderTrees.removeValue(forKey: oid)
     }
 
     /// The entries of a tree, in git's order.
@@ -564,6 +572,9 @@ public final class Repository: @unchecked Sendable {
             withUnsafeBytes(of: e.oid.id) { bytes += $0 }
         }
         let oid = try writeObject(bytes, type: GIT_OBJECT_TREE)
+        // The folder's previous version is replaced in the tree being built: it goes, so that
+        // the kept trees are those in use (a miss costs a read, never a wrong answer).
+        if let base, base != oid { forget(base) }
         remember(oid, sorted)
         return oid
     }

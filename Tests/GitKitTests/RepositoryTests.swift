@@ -803,6 +803,27 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(listedFiles, files.mapValues(\.hex))
     }
 
+    /// A folder's previous version is dropped from the kept trees when a change replaces it,
+    /// so the trees in use stay kept: with room for a few hundred trees, a chat-like layout of
+    /// 273 folders takes 1,500 more changes without reading a tree through libgit2.
+    func testReplacedTreesMakeRoomForTheOnesInUse() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        repo.keptTreeLimits = (trees: 600, entries: 8_000)
+        let blob = try repo.writeBlob(Data("x\n".utf8))
+        var tree = try repo.emptyTree()
+        func change(_ i: Int) throws {
+            let path = "m/\(String(i % 16, radix: 16))/\(String(i / 16 % 16, radix: 16))/n\(i).json"
+            XCTAssertNil(try repo.entry(in: tree, path: path))
+            tree = try repo.updateTree(tree, [.upsert(path, blob)])
+        }
+        for i in 0..<2_000 { try change(i) }
+        let before = repo.keptTreeMisses
+        for i in 2_000..<3_500 { try change(i) }
+        XCTAssertEqual(repo.keptTreeMisses, before)
+        XCTAssertEqual(try repo.entry(in: tree, path: "m/f/5/n95.json")?.oid, blob)
+    }
+
     /// Object ids are hashed here (not by `git_odb_hash`): the same ids, for every kind and
     /// for sizes whose decimal length changes.
     func testObjectIDsAreGitsIDs() throws {
