@@ -30,6 +30,16 @@ final class RepositoryTests: XCTestCase {
 
     func sig() -> Signature { Signature(name: "Test", email: "test@example.com", time: 1_700_000_000) }
 
+    /// Commits `tree` as the first commit of main (objects written from the buffer) and checks
+    /// the repository with `git fsck --strict`.
+    func commitOnMainAndFsck(_ repo: Repository, _ tree: OID, file: StaticString = #filePath, line: UInt = #line) throws {
+        let commit = try repo.createCommit(tree: tree, parents: [], author: sig(), message: "t")
+        try repo.flushObjects()
+        try repo.compareAndSwapReference("refs/heads/main", to: commit, expected: nil, message: "t")
+        let (text, code) = try git("fsck", "--strict", "--no-dangling")
+        XCTAssertEqual(code, 0, text, file: file, line: line)
+    }
+
     func testCommitWithoutWorkTreeThenCheckout() throws {
         let repo = try Repository.create(at: dir, initialBranch: "main")
         let empty = try repo.emptyTree()
@@ -698,12 +708,7 @@ final class RepositoryTests: XCTestCase {
         let file = try XCTUnwrap(added.first { !$0.hasSuffix("/") })
         tree = try repo.updateTree(tree, [.remove(file), .upsert(file + "/inner", blob)])
         XCTAssertEqual(try repo.entry(in: tree, path: file + "/inner")?.oid, blob)
-        let sig = Signature(name: "t", email: "t@example.com", time: 1_700_000_000)
-        let commit = try repo.createCommit(tree: tree, parents: [], author: sig, message: "names")
-        try repo.flushObjects()
-        try repo.compareAndSwapReference("refs/heads/main", to: commit, expected: nil, message: "t")
-        let (text, code) = try git("fsck", "--strict", "--no-dangling")
-        XCTAssertEqual(code, 0, text)
+        try commitOnMainAndFsck(repo, tree)
         let (listed, _) = try git("ls-tree", "--name-only", "main")
         XCTAssertEqual(listed.split(separator: "\n").count, added.count)
     }
@@ -788,12 +793,7 @@ final class RepositoryTests: XCTestCase {
                 XCTAssertEqual(try repo.entry(in: tree, path: probe)?.oid, files[probe], probe)
             }
         }
-        let sig = Signature(name: "t", email: "t@example.com", time: 1_700_000_000)
-        let commit = try repo.createCommit(tree: tree, parents: [], author: sig, message: "kept")
-        try repo.flushObjects()
-        try repo.compareAndSwapReference("refs/heads/main", to: commit, expected: nil, message: "t")
-        let (text, code) = try git("fsck", "--strict", "--no-dangling")
-        XCTAssertEqual(code, 0, text)
+        try commitOnMainAndFsck(repo, tree)
         let (listed, _) = try git("ls-tree", "-r", "main")
         var listedFiles: [String: String] = [:]
         for line in listed.split(separator: "\n") {
