@@ -824,6 +824,99 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(try repo.entry(in: tree, path: "m/f/5/n95.json")?.oid, blob)
     }
 
+    /// What libgit2's tree-to-tree diff reports (with its default options), as `TreeChange`s.
+    func libgit2Diff(_ repo: Repository, _ old: OID?, _ new: OID?) -> [TreeChange] {
+        func tree(_ oid: OID?) -> OpaquePointer? {
+            guard let oid else { return nil }
+            var t: OpaquePointer?
+            var raw = oid.raw
+            XCTAssertEqual(git_tree_lookup(&t, repo.pointer, &raw), 0)
+            return t
+        }
+        let a = tree(old), b = tree(new)
+        defer { git_tree_free(a); git_tree_free(b) }
+        var diff: OpaquePointer?
+        XCTAssertEqual(git_diff_tree_to_tree(&diff, repo.pointer, a, b, nil), 0)
+        defer { git_diff_free(diff) }
+        return (0..<git_diff_num_deltas(diff)).map { i in
+            let d = git_diff_get_delta(diff, i)!.pointee
+            let status: TreeChange.Status = d.status == GIT_DELTA_ADDED ? .added : (d.status == GIT_DELTA_DELETED ? .deleted : .modified)
+            return TreeChange(path: String(cString: (d.new_file.path ?? d.old_file.path)!), status: status,
+                              oldOID: status == .added ? nil : OID(d.old_file.id), newOID: status == .deleted ? nil : OID(d.new_file.id))
+        }
+    }
+
+    /// Diffs of trees (walked through the kept trees, into differing folders only) are what
+    /// libgit2 reports: random changes to nested folders (files added, changed, removed, a file
+    /// becoming a folder and back, whole folders going), in both directions and from nothing.
+    func testTreeDiffsAgreeWithLibgit2() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        var rng = SystemRandomNumberGenerator()
+        let names = ["a", "a.txt", "a-b", "a0", "b", "m.json", "z"]
+        func randomPath() -> String {
+            (0..<Int.random(in: 1...3, using: &rng)).map { _ in names.randomElement(using: &rng)! }.joined(separator: "/")
+        }
+        var tree = try repo.emptyTree()
+        var trees = [tree]
+        var compared = 0
+        for i in 0..<300 {
+            var updates: [TreeUpdate] = []
+            for _ in 0..<Int.random(in: 1...4, using: &rng) {
+                let p = randomPath()
+                updates.append(Bool.random(using: &rng) ? .remove(p) : .upsert(p, try repo.writeBlob(Data("\(i) \(p)\n".utf8))))
+            }
+            // A path that is a file now cannot take a file below it (and the other way): such
+            // changes are refused, and skipped here.
+            guard let next = try? repo.updateTree(tree, updates) else { continue }
+            trees.append(next)
+            let earlier = trees.randomElement(using: &rng)!
+            for (x, y) in [(tree, next), (next, tree), (earlier, next), (nil, next), (next, nil)] as [(OID?, OID?)] {
+                XCTAssertEqual(try repo.diff(from: x, to: y), libgit2Diff(repo, x, y), "\(String(describing: x)) → \(String(describing: y))")
+                compared += 1
+            }
+            tree = next
+        }
+        XCTAssertGreaterThan(compared, 500)
+    }
+
+    /// The same for kinds of entries git has and chatsync does not write: an executable, a
+    /// symbolic link and a submodule, changing mode, kind and id between two commits.
+    func testTreeDiffsOfOtherKindsAgreeWithLibgit2() throws {
+        _ = try Repository.create(at: dir, initialBranch: "main")
+        try FileManager.default.createDirectory(atPath: dir + "/dir", withIntermediateDirectories: true)
+        for (path, text) in [("a.txt", "a"), ("run.sh", "#!/bin/sh\n"), ("a", "file a"), ("dir/x", "x"), ("plain", "p")] {
+            try Data(text.utf8).write(to: URL(fileURLWithPath: dir + "/" + path))
+        }
+        symlink("a.txt", dir + "/link")
+        _ = try git("add", "-A")
+        _ = try git("update-index", "--add", "--cacheinfo", "160000,1111111111111111111111111111111111111111,mod")
+        _ = try git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "one")
+        // The executable bit, a link that becomes a file, a file that becomes a link, a file
+        // that becomes a folder, a folder that goes, a submodule that moves.
+        chmod(dir + "/run.sh", 0o755)
+        try FileManager.default.removeItem(atPath: dir + "/link")
+        try Data("now a file".utf8).write(to: URL(fileURLWithPath: dir + "/link"))
+        try FileManager.default.removeItem(atPath: dir + "/plain")
+        symlink("a.txt", dir + "/plain")
+        try FileManager.default.removeItem(atPath: dir + "/a")
+        try FileManager.default.createDirectory(atPath: dir + "/a", withIntermediateDirectories: true)
+        try Data("y".utf8).write(to: URL(fileURLWithPath: dir + "/a/y"))
+        try FileManager.default.removeItem(atPath: dir + "/dir")
+        _ = try git("add", "-A")
+        _ = try git("update-index", "--cacheinfo", "160000,2222222222222222222222222222222222222222,mod")
+        let (_, committed) = try git("-c", "user.name=t", "-c", "user.email=t@e", "commit", "-q", "-m", "two")
+        XCTAssertEqual(committed, 0)
+        let repo = try Repository.open(dir)
+        let one = try repo.commit(repo.revparse("HEAD~1")).tree
+        let two = try repo.commit(repo.revparse("HEAD")).tree
+        for (x, y) in [(one, two), (two, one)] {
+            let ours = try repo.diff(from: x, to: y)
+            XCTAssertEqual(ours, libgit2Diff(repo, x, y))
+            XCTAssertEqual(ours.count, 9, "\(ours.map(\.path))")
+        }
+    }
+
     /// Object ids are hashed here (not by `git_odb_hash`): the same ids, for every kind and
     /// for sizes whose decimal length changes.
     func testObjectIDsAreGitsIDs() throws {
