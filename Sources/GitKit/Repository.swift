@@ -79,8 +79,10 @@ public final class Repository: @unchecked Sendable {
     /// unusable here.
     var spareToken: String? = String(UInt64.random(in: 0...UInt64.max), radix: 16)
     /// How many trees, and entries of all of them, each generation of kept trees holds (see
-    /// `remember`; lower in tests).
-    var keptTreeLimits = (trees: 16_384, entries: 65_536)
+    /// `remember`; an entry takes about 100 bytes): a handle that only reads keeps fewer (two
+    /// generations of 16,384 entries: about 3 MB) than one that makes changes
+    /// (`bufferObjectsInMemory`: 65,536 entries a generation, about 13 MB); lower in tests.
+    var keptTreeLimits = (trees: 4_096, entries: 16_384)
     private var olderTrees: [OID: [RawEntry]] = [:]
     /// Trees read through libgit2 because they were not kept (for tests).
     var keptTreeMisses = 0
@@ -877,6 +879,8 @@ public final class Repository: @unchecked Sendable {
         try check(git_mempack_new(&backend), "new in-memory pack")
         try check(git_odb_add_backend(odb, backend, 999), "attach in-memory pack")
         mempack = OpaquePointer(backend)
+        // A handle that makes changes keeps the folders of long chats (4,096 message folders each).
+        keptTreeLimits = (trees: 16_384, entries: 65_536)
     }
 
     /// Writes the objects buffered in memory as one pack and index (fsynced when fsync is on),
