@@ -24,8 +24,10 @@ let package = Package(
             pkgConfig: "libgit2",
             providers: [.apt(["libgit2-dev"])]
         ),
+        // SHA-1 with the processor's SHA instructions where it has them, else plain C.
+        .target(name: "CSHA1"),
         // A thin, safe Swift wrapper over libgit2. Knows nothing of chats.
-        .target(name: "GitKit", dependencies: ["CLibgit2"]),
+        .target(name: "GitKit", dependencies: ["CLibgit2", "CSHA1"]),
         // Documents, the store (documents in git) and the apps' services.
         .target(name: "ChatSync", dependencies: ["GitKit"]),
         // The HTTP server (Hummingbird 2): routes by resource over the same library, change feed.
@@ -49,7 +51,7 @@ let package = Package(
         // SQLite, only as the benchmark's baseline (apt: libsqlite3-dev).
         .systemLibrary(name: "CSQLite", pkgConfig: "sqlite3", providers: [.apt(["libsqlite3-dev"])]),
         .executableTarget(name: "chatsync-bench", dependencies: ["ChatSync", "GitKit", "ChatSyncServer", "CSQLite"]),
-        .testTarget(name: "GitKitTests", dependencies: ["GitKit"]),
+        .testTarget(name: "GitKitTests", dependencies: ["GitKit", "CSHA1"]),
         .testTarget(name: "ChatSyncTests", dependencies: ["ChatSync", "GitKit"]),
         // Depends on the executable so that `swift test` builds it; the tests run the binary.
         .testTarget(name: "CLITests", dependencies: ["ChatSync", "chatsync"]),

@@ -1,4 +1,5 @@
 import CLibgit2
+import CSHA1
 import Foundation
 import Synchronization
 #if canImport(Glibc)
@@ -15,27 +16,23 @@ import Glibc
 //   id or by an offset relative to the entry, both still right in the merged pack) and
 //   shifting the offsets in the index; a stored entry is deflated then, once.
 
-/// SHA-1, from mbedtls (a dependency of Debian's libgit2-dev).
+/// SHA-1 (CSHA1: the processor's SHA instructions where it has them, else plain C).
 struct SHA1Hasher {
-    private var context = mbedtls_sha1_context()
+    private var context = chatsync_sha1()
 
-    init() {
-        mbedtls_sha1_init(&context)
-        _ = mbedtls_sha1_starts_ret(&context)
-    }
+    init() { chatsync_sha1_init(&context) }
 
     mutating func update(_ buffer: UnsafeRawBufferPointer) {
         guard let base = buffer.baseAddress, buffer.count > 0 else { return }
-        _ = mbedtls_sha1_update_ret(&context, base.assumingMemoryBound(to: UInt8.self), buffer.count)
+        chatsync_sha1_update(&context, base, buffer.count)
     }
 
     mutating func update(_ bytes: [UInt8]) { bytes.withUnsafeBytes { update($0) } }
 
-    /// The digest as an object id (the context is freed).
+    /// The digest as an object id.
     mutating func finishID() -> git_oid {
         var oid = git_oid()
-        withUnsafeMutableBytes(of: &oid.id) { _ = mbedtls_sha1_finish_ret(&context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
-        mbedtls_sha1_free(&context)
+        withUnsafeMutableBytes(of: &oid.id) { chatsync_sha1_final(&context, $0.baseAddress!.assumingMemoryBound(to: UInt8.self)) }
         return oid
     }
 
@@ -68,8 +65,7 @@ struct SHA1Hasher {
 
     mutating func finish() -> [UInt8] {
         var digest = [UInt8](repeating: 0, count: 20)
-        _ = mbedtls_sha1_finish_ret(&context, &digest)
-        mbedtls_sha1_free(&context)
+        chatsync_sha1_final(&context, &digest)
         return digest
     }
 }

@@ -1,6 +1,7 @@
 import Foundation
 import CLibgit2
 @testable import GitKit
+import CSHA1
 import Synchronization
 import XCTest
 
@@ -915,6 +916,41 @@ final class RepositoryTests: XCTestCase {
             XCTAssertEqual(ours, libgit2Diff(repo, x, y))
             XCTAssertEqual(ours.count, 9, "\(ours.map(\.path))")
         }
+    }
+
+    /// SHA-1 with the processor's SHA instructions and in plain C gives mbedtls's digests, for
+    /// lengths around every block boundary and input fed in pieces of every size.
+    func testSHA1AgreesWithMbedtlsBothWays() throws {
+        var rng = SystemRandomNumberGenerator()
+        let data = (0..<5_000).map { _ in UInt8.random(in: 0...255, using: &rng) }
+        func mbedtls(_ bytes: ArraySlice<UInt8>) -> [UInt8] {
+            var digest = [UInt8](repeating: 0, count: 20)
+            _ = Array(bytes).withUnsafeBufferPointer { mbedtls_sha1_ret($0.baseAddress, $0.count, &digest) }
+            return digest
+        }
+        defer { chatsync_sha1_force_portable(0) }
+        var ways = 0
+        for portable in [false, true] {
+            chatsync_sha1_force_portable(portable ? 1 : 0)
+            if !portable && chatsync_sha1_accelerated() == 0 { continue }
+            ways += 1
+            XCTAssertEqual(chatsync_sha1_accelerated() == 1, !portable)
+            var lengths = Array(0...200) + [255, 256, 257, 447, 448, 449, 511, 512, 513, 4_999, 5_000]
+            lengths += (0..<50).map { _ in Int.random(in: 0...5_000, using: &rng) }
+            for n in lengths {
+                var h = SHA1Hasher()
+                var at = 0
+                while at < n {
+                    let piece = min(n - at, Int.random(in: 1...130, using: &rng))
+                    data[at..<(at + piece)].withUnsafeBytes { h.update($0) }
+                    at += piece
+                }
+                XCTAssertEqual(h.finish(), mbedtls(data[0..<n]), "length \(n), portable \(portable)")
+            }
+        }
+        // Both ways were tried where the processor has the instructions (this machine has).
+        let hasInstructions = (try? String(contentsOfFile: "/proc/cpuinfo", encoding: .utf8))?.contains(" sha_ni") ?? false
+        XCTAssertEqual(ways, hasInstructions ? 2 : 1)
     }
 
     /// Object ids are hashed here (not by `git_odb_hash`): the same ids, for every kind and
