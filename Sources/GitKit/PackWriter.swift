@@ -52,10 +52,12 @@ struct SHA1Hasher {
             }
             name.withUTF8Buffer { for c in $0 { header[n] = c; n += 1 } }
             header[n] = 0x20; n += 1
-            var digits: [UInt8] = []
+            // The size in decimal, written from its last digit back.
+            var width = 1, rest = bytes.count / 10
+            while rest > 0 { width += 1; rest /= 10 }
             var size = bytes.count
-            repeat { digits.append(UInt8(ascii: "0") + UInt8(size % 10)); size /= 10 } while size > 0
-            for d in digits.reversed() { header[n] = d; n += 1 }
+            for k in stride(from: n + width - 1, through: n, by: -1) { header[k] = UInt8(ascii: "0") + UInt8(size % 10); size /= 10 }
+            n += width
             header[n] = 0; n += 1
             h.update(UnsafeRawBufferPointer(start: header.baseAddress, count: n))
         }
@@ -63,11 +65,7 @@ struct SHA1Hasher {
         return h.finishID()
     }
 
-    mutating func finish() -> [UInt8] {
-        var digest = [UInt8](repeating: 0, count: 20)
-        chatsync_sha1_final(&context, &digest)
-        return digest
-    }
+    mutating func finish() -> [UInt8] { withUnsafeBytes(of: finishID().id) { Array($0) } }
 }
 
 /// A zlib stream set up once and reset for each object.

@@ -330,8 +330,13 @@ public final class Repository: @unchecked Sendable {
     /// A tree's entries in git's order, from those built or read lately, else read and kept.
     private func treeEntries(_ oid: OID) throws -> [RawEntry] {
         if let known = builtTrees[oid] { return known }
-        if olderTrees[oid] == nil { keptTreeMisses += 1 }
-        let entries = try olderTrees[oid] ?? rawEntries(oid)
+        let entries: [RawEntry]
+        if let older = olderTrees[oid] {
+            entries = older
+        } else {
+            keptTreeMisses += 1
+            entries = try rawEntries(oid)
+        }
         remember(oid, entries)
         return entries
     }
