@@ -721,11 +721,15 @@ public final class Repository: @unchecked Sendable {
 
     /// Brings the work tree and index from the tree `baseline` to the tree `target`, touching only `paths`.
     /// Files edited by hand since are left alone (`GIT_CHECKOUT_SAFE`); the other paths are still written.
+    /// Each file gets its blob's bytes exactly: no filters (line-ending conversion, `filter=`
+    /// drivers) are applied, so their attributes are not even looked up (libgit2 resolved each
+    /// file's folder with `realpath` and looked for `.gitattributes` in every folder above it).
     public func checkout(from baseline: OID, to target: OID, paths: [String]) throws {
         if paths.isEmpty { return }
         var opts = git_checkout_options()
         try check(git_checkout_options_init(&opts, UInt32(GIT_CHECKOUT_OPTIONS_VERSION)), "checkout options")
         opts.checkout_strategy = GIT_CHECKOUT_SAFE.rawValue | GIT_CHECKOUT_DISABLE_PATHSPEC_MATCH.rawValue | GIT_CHECKOUT_ALLOW_CONFLICTS.rawValue
+        opts.disable_filters = 1
         let baseTree = try lookupTree(baseline)
         defer { git_tree_free(baseTree) }
         let targetTree = try lookupTree(target)

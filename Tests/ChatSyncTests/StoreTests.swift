@@ -162,6 +162,27 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, " M \(Layout.chat(chat.id))\n")
     }
 
+    func testWorkTreeFilesAreTheStoredBytesWhateverGitsAttributesAsk() throws {
+        let store = try makeStore(self)
+        // Attributes that would have checkout write CRLF line ends and run a filter driver.
+        let info = store.path + "/.git/info/attributes"
+        let before = (try? String(contentsOfFile: info, encoding: .utf8)) ?? ""
+        try (before + "*.json text eol=crlf filter=upper\n").write(toFile: info, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try git(store.path, "config", "filter.upper.smudge", "tr a-z A-Z").status, 0)
+        XCTAssertEqual(try git(store.path, "config", "core.autocrlf", "true").status, 0)
+        let chat = try store.createChat(userID: "u", title: "lines")
+        let m = try store.appendMessage(chatID: chat.id, role: .user, content: "one\ntwo")
+        store.syncWorkTree()
+        let stored = try DocumentCoding.encode(m)
+        XCTAssertTrue(stored.contains(UInt8(ascii: "\n")))
+        XCTAssertEqual(FileManager.default.contents(atPath: store.path + "/" + Layout.message(chat.id, m.id)), stored)
+        XCTAssertEqual(FileManager.default.contents(atPath: store.path + "/" + Layout.chat(chat.id)),
+                       Data(try git(store.path, "show", "HEAD:" + Layout.chat(chat.id)).out.utf8))
+        // The watch loop compares files with the branch byte for byte: nothing looks edited.
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+        XCTAssertTrue(try store.verify().ok)
+    }
+
     func testADisabledWorkTreeIsNeverWritten() throws {
         let store = try makeStore(self) { $0.workTree = .disabled }
         let chat = try store.createChat(userID: "u")
