@@ -421,11 +421,10 @@ public final class Repository: @unchecked Sendable {
         if updates.isEmpty { return base }
         var root = TreeNode()
         for u in updates {
-            let parts = u.path.split(separator: "/", omittingEmptySubsequences: true).map(String.init)
+            // Split on the bytes (a split of the String walks it a Character at a time).
+            let parts = u.path.utf8.split(separator: UInt8(ascii: "/")).map { String(decoding: $0, as: UTF8.self) }
             guard !parts.isEmpty else { throw GitError(code: -1, message: "empty path", operation: "update tree") }
-            var node = root
-            try Self.insert(&node, parts[...], u.action, path: u.path)
-            root = node
+            try Self.insert(&root, parts[...], u.action, path: u.path)
         }
         return try build(base, root) ?? emptyTree()
     }
@@ -436,16 +435,16 @@ public final class Repository: @unchecked Sendable {
         var children: [String: TreeNode] = [:]
     }
 
+    /// Adds an update below `node`, changing the nodes on its path in place (no copy of a
+    /// folder's updates per update).
     private static func insert(_ node: inout TreeNode, _ parts: ArraySlice<String>, _ action: TreeUpdate.Action, path: String) throws {
         let name = parts.first!
-        var child = node.children[name] ?? TreeNode()
         if parts.count == 1 {
-            child.leaf = action
-        } else {
-            if case .upsert? = child.leaf { throw GitError(code: -1, message: "\(path) puts a file under a file", operation: "update tree") }
-            try insert(&child, parts.dropFirst(), action, path: path)
+            node.children[name, default: TreeNode()].leaf = action
+            return
         }
-        node.children[name] = child
+        if case .upsert? = node.children[name]?.leaf { throw GitError(code: -1, message: "\(path) puts a file under a file", operation: "update tree") }
+        try insert(&node.children[name, default: TreeNode()], parts.dropFirst(), action, path: path)
     }
 
     private struct RawEntry {

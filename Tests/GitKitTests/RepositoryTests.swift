@@ -709,6 +709,13 @@ final class RepositoryTests: XCTestCase {
         let file = try XCTUnwrap(added.first { !$0.hasSuffix("/") })
         tree = try repo.updateTree(tree, [.remove(file), .upsert(file + "/inner", blob)])
         XCTAssertEqual(try repo.entry(in: tree, path: file + "/inner")?.oid, blob)
+        // Empty parts of a path are skipped; a file under a file in one change is refused.
+        tree = try repo.updateTree(tree, [.upsert("r//s/", blob)])
+        added.insert("r/")
+        XCTAssertEqual(try repo.entry(in: tree, path: "r/s")?.oid, blob)
+        XCTAssertThrowsError(try repo.updateTree(tree, [.upsert("z", blob), .upsert("z/y", blob)])) {
+            XCTAssertTrue("\($0)".contains("z/y puts a file under a file"), "\($0)")
+        }
         try commitOnMainAndFsck(repo, tree)
         let (listed, _) = try git("ls-tree", "--name-only", "main")
         XCTAssertEqual(listed.split(separator: "\n").count, added.count)
