@@ -38,9 +38,16 @@ public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
     public var description: String { hex }
     public var isZero: Bool { var c = raw; return git_oid_is_zero(&c) == 1 }
 
+    /// Compared here as two 8-byte words and a 4-byte one (a call into libgit2 per comparison
+    /// cost more than the comparison: ids are compared in every dictionary lookup).
     public static func == (a: OID, b: OID) -> Bool {
-        var x = a.raw, y = b.raw
-        return git_oid_cmp(&x, &y) == 0
+        withUnsafeBytes(of: a.raw.id) { x in
+            withUnsafeBytes(of: b.raw.id) { y in
+                x.loadUnaligned(as: UInt64.self) == y.loadUnaligned(as: UInt64.self)
+                    && x.loadUnaligned(fromByteOffset: 8, as: UInt64.self) == y.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
+                    && x.loadUnaligned(fromByteOffset: 16, as: UInt32.self) == y.loadUnaligned(fromByteOffset: 16, as: UInt32.self)
+            }
+        }
     }
     public static func < (a: OID, b: OID) -> Bool {
         var x = a.raw, y = b.raw

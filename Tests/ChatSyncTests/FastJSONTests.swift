@@ -34,6 +34,20 @@ final class FastJSONTests: XCTestCase {
         XCTAssertEqual(m, try DocumentCoding.makeDecoder().decode(ChatMessage.self, from: Data(compact.utf8)))
     }
 
+    /// Members come in the order of their keys' UTF-8 bytes (code points, not UTF-16 units),
+    /// at every depth, each with its own value.
+    func testObjectMembersAreInTheirKeysUTF8ByteOrder() throws {
+        let keys = ["b", "a", "B", "é", "z", "aa", "a b", "\u{10000}", "\u{FFFF}", "_", "~"]
+        var members: [String: JSONValue] = [:]
+        for (i, k) in keys.enumerated() { members[k] = .int(Int64(i)) }
+        members["nested"] = .object(["y": .bool(true), "x": .null])
+        let text = String(decoding: CanonicalJSON.serialize(.object(members)), as: UTF8.self)
+        let expected = ["B", "_", "a", "a b", "aa", "b", "nested", "z", "~", "é", "\u{FFFF}", "\u{10000}"].map { k in
+            k == "nested" ? "  \"nested\": {\n    \"x\": null,\n    \"y\": true\n  }" : "  \"\(k)\": \(keys.firstIndex(of: k)!)"
+        }
+        XCTAssertEqual(text, "{\n" + expected.joined(separator: ",\n") + "\n}\n")
+    }
+
     /// The quick way messages become bytes gives exactly what the Encodable round trip gives.
     func testQuickMessageEncodingAgreesWithTheRoundTrip() throws {
         func roundTrip(_ m: ChatMessage) throws -> Data {

@@ -962,6 +962,27 @@ final class RepositoryTests: XCTestCase {
 
     /// Object ids are hashed here (not by `git_odb_hash`): the same ids, for every kind and
     /// for sizes whose decimal length changes.
+    /// Ids are equal exactly when all twenty bytes are: one differing byte anywhere makes them
+    /// differ, for ==, for sets, and for libgit2's own comparison.
+    func testIDsDifferingInAnyOneByteAreNotEqual() throws {
+        var rng = SystemRandomNumberGenerator()
+        for _ in 0..<20 {
+            var raw = git_oid()
+            withUnsafeMutableBytes(of: &raw.id) { for i in 0..<20 { $0[i] = UInt8.random(in: 0...255, using: &rng) } }
+            let id = OID(raw)
+            XCTAssertEqual(id, OID(raw))
+            XCTAssertEqual(id, OID(hex: id.hex))
+            for position in 0..<20 {
+                var other = raw
+                withUnsafeMutableBytes(of: &other.id) { $0[position] ^= UInt8.random(in: 1...255, using: &rng) }
+                XCTAssertNotEqual(id, OID(other), "byte \(position)")
+                XCTAssertEqual(Set([id, OID(other), OID(raw)]).count, 2)
+                var a = raw, b = other
+                XCTAssertNotEqual(git_oid_cmp(&a, &b), 0)
+            }
+        }
+    }
+
     func testObjectIDsAreGitsIDs() throws {
         var rng = SystemRandomNumberGenerator()
         for size in [0, 1, 9, 10, 55, 56, 63, 64, 99, 100, 1_000, 65_537, 1_000_000] {

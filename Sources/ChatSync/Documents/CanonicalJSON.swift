@@ -16,9 +16,9 @@ public enum CanonicalJSON {
 
     private static func write(_ v: JSONValue, indent: Int, into out: inout [UInt8]) {
         switch v {
-        case .null: out += Array("null".utf8)
-        case .bool(let b): out += Array((b ? "true" : "false").utf8)
-        case .int(let i): out += Array(String(i).utf8)
+        case .null: out.append(contentsOf: "null".utf8)
+        case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
+        case .int(let i): out.append(contentsOf: String(i).utf8)
         case .double(let d):
             if d.isFinite {
                 if d == d.rounded(), abs(d) < 1e16 { out += Array(String(Int64(d)).utf8); out += Array(".0".utf8) }
@@ -38,12 +38,13 @@ public enum CanonicalJSON {
         case .object(let o):
             if o.isEmpty { out += [0x7B, 0x7D]; return }
             out.append(0x7B)
-            for (i, key) in o.keys.sorted(by: { Array($0.utf8).lexicographicallyPrecedes(Array($1.utf8)) }).enumerated() {
+            // Members by their keys' UTF-8 bytes (compared in place, no copies).
+            for (i, member) in o.sorted(by: { $0.key.utf8.lexicographicallyPrecedes($1.key.utf8) }).enumerated() {
                 if i > 0 { out.append(0x2C) }
                 newline(indent + 2, &out)
-                writeString(key, into: &out)
+                writeString(member.key, into: &out)
                 out += [0x3A, 0x20]
-                write(o[key]!, indent: indent + 2, into: &out)
+                write(member.value, indent: indent + 2, into: &out)
             }
             newline(indent, &out)
             out.append(0x7D)
