@@ -28,10 +28,25 @@ public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
     }
 
     public var hex: String {
-        var copy = raw
-        var buffer = [CChar](repeating: 0, count: 41)
-        git_oid_tostr(&buffer, 41, &copy)
-        return String(decoding: buffer.prefix(40).map { UInt8(bitPattern: $0) }, as: UTF8.self)
+        String(unsafeUninitializedCapacity: 40) { out in
+            withUnsafeBytes(of: raw.id) { id in
+                for i in 0..<20 {
+                    out[2 * i] = hexDigit(id[i] >> 4)
+                    out[2 * i + 1] = hexDigit(id[i] & 15)
+                }
+            }
+            return 40
+        }
+    }
+
+    /// Appends the 40 lowercase hex digits to `bytes`.
+    public func appendHex(to bytes: inout [UInt8]) {
+        withUnsafeBytes(of: raw.id) { id in
+            for i in 0..<20 {
+                bytes.append(hexDigit(id[i] >> 4))
+                bytes.append(hexDigit(id[i] & 15))
+            }
+        }
     }
 
     public var short: String { String(hex.prefix(10)) }
@@ -60,6 +75,9 @@ public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
 }
 
 extension git_oid: @retroactive @unchecked Sendable {}
+
+/// The lowercase hex digit of a value below 16.
+@inline(__always) private func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 48 + v : 87 + v }
 
 /// The value of a hex digit, 255 for any other byte.
 @inline(__always) private func hexValue(_ c: UInt8) -> UInt8 {

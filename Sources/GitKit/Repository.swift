@@ -609,12 +609,24 @@ public final class Repository: @unchecked Sendable {
         // The commit's bytes as git_commit_create writes them (with its "encoding UTF-8"
         // header), written like any other object: git_commit_create would also look up the
         // tree and parents and check whether the commit exists, which rescans the pack folder.
-        var text = "tree \(tree.hex)\n"
-        for p in parents { text += "parent \(p.hex)\n" }
-        text += "author " + (try Self.signatureLine(author)) + "\n"
-        text += "committer " + (try Self.signatureLine(committer ?? author)) + "\n"
-        text += "encoding UTF-8\n\n" + message
-        return try writeObject(Array(text.utf8), type: GIT_OBJECT_COMMIT)
+        // Made as bytes (building a String and copying it out cost as much as the rest).
+        let authorLine = try Self.signatureLine(author)
+        let committerLine = try committer.map { try Self.signatureLine($0) } ?? authorLine
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(64 + 48 * parents.count + authorLine.utf8.count + committerLine.utf8.count + message.utf8.count)
+        bytes.append(contentsOf: "tree ".utf8)
+        tree.appendHex(to: &bytes)
+        for p in parents {
+            bytes.append(contentsOf: "\nparent ".utf8)
+            p.appendHex(to: &bytes)
+        }
+        bytes.append(contentsOf: "\nauthor ".utf8)
+        bytes.append(contentsOf: authorLine.utf8)
+        bytes.append(contentsOf: "\ncommitter ".utf8)
+        bytes.append(contentsOf: committerLine.utf8)
+        bytes.append(contentsOf: "\nencoding UTF-8\n\n".utf8)
+        bytes.append(contentsOf: message.utf8)
+        return try writeObject(bytes, type: GIT_OBJECT_COMMIT)
     }
 
     /// `Name <email> seconds +0000`, with the rules of git_signature_new: surrounding white space

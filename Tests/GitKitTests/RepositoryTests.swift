@@ -983,6 +983,57 @@ final class RepositoryTests: XCTestCase {
         }
     }
 
+    /// A commit made here is byte for byte the one libgit2's `git_commit_create` makes (same
+    /// id), for no, one and two parents, signatures that need trimming, and messages with line
+    /// breaks and non-ASCII text; a signature git refuses is refused.
+    func testCommitsAreTheOnesLibgit2Makes() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        let t1 = try repo.updateTree(repo.emptyTree(), [.upsert("a.txt", repo.writeBlob(Data("a\n".utf8)))])
+        let t2 = try repo.updateTree(t1, [.upsert("b/c.txt", repo.writeBlob(Data("c\n".utf8)))])
+        let root = try repo.createCommit(tree: t1, parents: [], author: sig(), message: "root")
+        let other = try repo.createCommit(tree: t2, parents: [root], author: sig(), message: "other")
+        let signatures = [sig(), Signature(name: "  Zoë Ünïcode ", email: " z@例え.jp ", time: 0),
+                          Signature(name: "A", email: "a@b", time: 4_102_444_800), Signature(name: "x y", email: "x@y", time: 1)]
+        let messages = ["one line", "subject\n\nbody with\nlines\n", "ünïcode ✓ 中文\n", ""]
+        for (i, author) in signatures.enumerated() {
+            let committer = signatures[(i + 1) % signatures.count]
+            for parents in [[], [root], [root, other]] {
+                let message = messages[(i + parents.count) % messages.count]
+                let ours = try repo.createCommit(tree: t2, parents: parents, author: author, committer: committer, message: message)
+                var theirs = git_oid()
+                func signature(_ s: Signature) throws -> UnsafeMutablePointer<git_signature> {
+                    var out: UnsafeMutablePointer<git_signature>?
+                    XCTAssertEqual(git_signature_new(&out, s.name, s.email, git_time_t(s.time), 0), 0, "\(s)")
+                    return try XCTUnwrap(out)
+                }
+                let a = try signature(author), c = try signature(committer)
+                defer { git_signature_free(a); git_signature_free(c) }
+                var treeObject: OpaquePointer?
+                var treeID = t2.raw
+                XCTAssertEqual(git_tree_lookup(&treeObject, repo.pointer, &treeID), 0)
+                defer { git_tree_free(treeObject) }
+                var parentObjects: [OpaquePointer?] = []
+                for p in parents {
+                    var object: OpaquePointer?
+                    var id = p.raw
+                    try repo.flushObjects()
+                    XCTAssertEqual(git_commit_lookup(&object, repo.pointer, &id), 0)
+                    parentObjects.append(object)
+                }
+                defer { parentObjects.forEach { git_commit_free($0) } }
+                let code = parentObjects.withUnsafeMutableBufferPointer { buf in
+                    buf.baseAddress!.withMemoryRebound(to: OpaquePointer?.self, capacity: max(1, buf.count)) {
+                        git_commit_create(&theirs, repo.pointer, nil, a, c, "UTF-8", message, treeObject, buf.count, $0)
+                    }
+                }
+                XCTAssertEqual(code, 0)
+                XCTAssertEqual(ours, OID(theirs), "author \(author), \(parents.count) parent(s), message \(message.debugDescription)")
+            }
+        }
+        XCTAssertThrowsError(try repo.createCommit(tree: t1, parents: [], author: Signature(name: "a <b>", email: "c", time: 0), message: "m"))
+        XCTAssertThrowsError(try repo.createCommit(tree: t1, parents: [], author: Signature(name: "  ", email: "c", time: 0), message: "m"))
+    }
+
     func testObjectIDsAreGitsIDs() throws {
         var rng = SystemRandomNumberGenerator()
         for size in [0, 1, 9, 10, 55, 56, 63, 64, 99, 100, 1_000, 65_537, 1_000_000] {
