@@ -83,11 +83,7 @@ final class Writer: @unchecked Sendable {
     static let maxInFlight = 4
     /// After this many batches without a pause, the building thread waits for the committing
     /// thread once and empties its memory buffer (under a steady stream it is never idle).
-    /// (Every 16 batches or when 16 MiB were buffered made no difference, or fewer appends.)
     static let batchesBetweenReleases = 64
-    /// The last commit the building thread made and its tree (that thread only): when the branch
-    /// is found at that commit, its tree is known without reading the commit.
-    private var lastBuilt: (tip: OID, tree: OID)?
 
     /// Told, before the branch moves, which commits this writer is about to put on it and where
     /// they came from (so a watcher never sees one of them untold).
@@ -284,11 +280,7 @@ final class Writer: @unchecked Sendable {
             (tip, tipTree) = base
         } else {
             tip = try repo.referenceTarget(branchRef)
-            if let tip, let lastBuilt, lastBuilt.tip == tip {
-                tipTree = lastBuilt.tree
-            } else {
-                tipTree = try tip.map { try repo.commit($0).tree } ?? repo.emptyTree()
-            }
+            tipTree = try tip.map { try repo.commit($0).tree } ?? repo.emptyTree()
         }
         var current = tip
         var currentTree = tipTree
@@ -355,7 +347,6 @@ final class Writer: @unchecked Sendable {
             results.append(.success(ChangeOutcome(value: value, commit: made.commit)))
         }
         let moved = current != tip
-        if moved, let current { lastBuilt = (current, currentTree) }
         return BuiltBatch(changes: batch, results: results, objects: repo.takeBufferedObjects(), base: tip, baseTree: tipTree,
                           newTip: moved ? current : nil, newTree: currentTree, tags: tags)
     }
