@@ -1016,17 +1016,11 @@ final class RepositoryTests: XCTestCase {
                 for p in parents {
                     var object: OpaquePointer?
                     var id = p.raw
-                    try repo.flushObjects()
                     XCTAssertEqual(git_commit_lookup(&object, repo.pointer, &id), 0)
                     parentObjects.append(object)
                 }
                 defer { parentObjects.forEach { git_commit_free($0) } }
-                let code = parentObjects.withUnsafeMutableBufferPointer { buf in
-                    buf.baseAddress!.withMemoryRebound(to: OpaquePointer?.self, capacity: max(1, buf.count)) {
-                        git_commit_create(&theirs, repo.pointer, nil, a, c, "UTF-8", message, treeObject, buf.count, $0)
-                    }
-                }
-                XCTAssertEqual(code, 0)
+                XCTAssertEqual(git_commit_create(&theirs, repo.pointer, nil, a, c, "UTF-8", message, treeObject, parentObjects.count, &parentObjects), 0)
                 XCTAssertEqual(ours, OID(theirs), "author \(author), \(parents.count) parent(s), message \(message.debugDescription)")
             }
         }
