@@ -202,6 +202,10 @@ enum PackFormat {
     static let packSignature: [UInt8] = Array("PACK".utf8)
     static let indexSignature: [UInt8] = [0xFF, 0x74, 0x4F, 0x63]
 
+    /// Appends `v`'s four bytes, most significant first (no array made per number).
+    static func append32(_ v: UInt32, to out: inout [UInt8]) {
+        out.append(UInt8(v >> 24)); out.append(UInt8((v >> 16) & 0xFF)); out.append(UInt8((v >> 8) & 0xFF)); out.append(UInt8(v & 0xFF))
+    }
     static func bigEndian32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
 
     /// Where the data of the entry at `at` starts (after its type-and-size header; for a
@@ -276,20 +280,23 @@ enum PackFormat {
         var running: UInt32 = 0
         for i in 0..<256 {
             running += fanout[i]
-            out += bigEndian32(running)
+            append32(running, to: &out)
         }
         for e in entries { withUnsafeBytes(of: e.oid.raw.id) { out.append(contentsOf: $0) } }
-        for e in entries { out += bigEndian32(e.crc) }
+        for e in entries { append32(e.crc, to: &out) }
         var large: [UInt64] = []
         for e in entries {
             if e.offset < 0x8000_0000 {
-                out += bigEndian32(UInt32(e.offset))
+                append32(UInt32(e.offset), to: &out)
             } else {
-                out += bigEndian32(0x8000_0000 | UInt32(large.count))
+                append32(0x8000_0000 | UInt32(large.count), to: &out)
                 large.append(e.offset)
             }
         }
-        for l in large { out += bigEndian32(UInt32(l >> 32)) + bigEndian32(UInt32(l & 0xFFFF_FFFF)) }
+        for l in large {
+            append32(UInt32(l >> 32), to: &out)
+            append32(UInt32(l & 0xFFFF_FFFF), to: &out)
+        }
         out += packChecksum
         var h = SHA1Hasher()
         h.update(out)

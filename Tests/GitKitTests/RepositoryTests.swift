@@ -253,6 +253,10 @@ final class RepositoryTests: XCTestCase {
         XCTAssertTrue(try repo.flushObjects())
         try repo.compareAndSwapReference("refs/heads/main", to: c, expected: nil, message: "many")
         XCTAssertEqual(repo.packFiles().count, 1)
+        // The index is byte for byte the one git's own `index-pack` makes of the pack.
+        let pack = try XCTUnwrap(repo.packFiles().first)
+        XCTAssertEqual(try git("index-pack", "-o", dir + "/by-git.idx", pack.packPath).1, 0)
+        XCTAssertEqual(FileManager.default.contents(atPath: pack.indexPath), FileManager.default.contents(atPath: dir + "/by-git.idx"))
         XCTAssertEqual(repo.looseObjectCount(), 0)
         // A fresh handle (another reader) sees every object.
         let other = try Repository.open(dir)
