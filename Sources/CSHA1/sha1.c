@@ -153,10 +153,8 @@ void chatsync_sha1_final(chatsync_sha1 *c, uint8_t digest[20]) {
     size_t padding = (c->used < 56 ? 56 : 120) - c->used;
     uint8_t tail[8];
     for (int i = 0; i < 8; i++) tail[i] = (uint8_t)(bits >> (56 - 8 * i));
-    uint64_t length = c->length;
     chatsync_sha1_update(c, pad, padding);
     chatsync_sha1_update(c, tail, 8);
-    c->length = length;
     for (int i = 0; i < 5; i++) {
         digest[4 * i] = (uint8_t)(c->state[i] >> 24); digest[4 * i + 1] = (uint8_t)(c->state[i] >> 16);
         digest[4 * i + 2] = (uint8_t)(c->state[i] >> 8); digest[4 * i + 3] = (uint8_t)c->state[i];

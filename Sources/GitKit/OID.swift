@@ -77,7 +77,7 @@ public struct OID: Hashable, Sendable, CustomStringConvertible, Comparable {
 extension git_oid: @retroactive @unchecked Sendable {}
 
 /// The lowercase hex digit of a value below 16.
-@inline(__always) private func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 48 + v : 87 + v }
+@inline(__always) func hexDigit(_ v: UInt8) -> UInt8 { v < 10 ? 48 + v : 87 + v }
 
 /// The value of a hex digit, 255 for any other byte.
 @inline(__always) private func hexValue(_ c: UInt8) -> UInt8 {

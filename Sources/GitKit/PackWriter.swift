@@ -126,7 +126,7 @@ enum StoredZlib {
             start += n
         } while start < input.count
         let sum = input.withUnsafeBufferPointer { adler32(1, $0.baseAddress, uInt($0.count)) }
-        out += PackFormat.bigEndian32(UInt32(sum))
+        PackFormat.append32(UInt32(sum), to: &out)
     }
 
     /// Whether the zlib stream at `at` starts with a stored block (zlib header, then a block
@@ -206,7 +206,6 @@ enum PackFormat {
     static func append32(_ v: UInt32, to out: inout [UInt8]) {
         out.append(UInt8(v >> 24)); out.append(UInt8((v >> 16) & 0xFF)); out.append(UInt8((v >> 8) & 0xFF)); out.append(UInt8(v & 0xFF))
     }
-    static func bigEndian32(_ v: UInt32) -> [UInt8] { [UInt8(v >> 24), UInt8((v >> 16) & 0xFF), UInt8((v >> 8) & 0xFF), UInt8(v & 0xFF)] }
 
     /// Where the data of the entry at `at` starts (after its type-and-size header; for a
     /// delta, that is where its base's offset or id starts).
@@ -216,7 +215,12 @@ enum PackFormat {
         return i + 1
     }
 
-    static func packHeader(count: Int) -> [UInt8] { packSignature + bigEndian32(2) + bigEndian32(UInt32(count)) }
+    static func packHeader(count: Int) -> [UInt8] {
+        var out = packSignature
+        append32(2, to: &out)
+        append32(UInt32(count), to: &out)
+        return out
+    }
 
     /// An entry's header: type and inflated size, 4 bits then 7 bits a byte, low bits first.
     static func entryHeader(type: git_object_t, size: Int) -> [UInt8] {
@@ -247,12 +251,11 @@ enum PackFormat {
     }
 
     static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
         var out: [UInt8] = []
         out.reserveCapacity(bytes.count * 2)
         for b in bytes {
-            out.append(digits[Int(b >> 4)])
-            out.append(digits[Int(b & 0x0F)])
+            out.append(hexDigit(b >> 4))
+            out.append(hexDigit(b & 0x0F))
         }
         return String(decoding: out, as: UTF8.self)
     }
@@ -273,7 +276,8 @@ enum PackFormat {
     /// The index (version 2) of a pack whose trailing checksum is `packChecksum`.
     static func index(_ unsorted: [PackIndexEntry], packChecksum: [UInt8]) -> [UInt8] {
         let entries = sortedByID(unsorted)
-        var out = indexSignature + bigEndian32(2)
+        var out = indexSignature
+        append32(2, to: &out)
         out.reserveCapacity(8 + 1024 + entries.count * 28 + 40)
         var fanout = [UInt32](repeating: 0, count: 256)
         for e in entries { fanout[Int(e.oid.raw.id.0)] += 1 }

@@ -330,15 +330,16 @@ public final class Repository: @unchecked Sendable {
     /// A tree's entries in git's order, from those built or read lately, else read and kept.
     private func treeEntries(_ oid: OID) throws -> [RawEntry] {
         if let known = builtTrees[oid] { return known }
-        let entries: [RawEntry]
-        if let older = olderTrees[oid] {
-            entries = older
-        } else {
-            keptTreeMisses += 1
-            entries = try rawEntries(oid)
-        }
+        let entries = try olderOrRead(oid)
         remember(oid, entries)
         return entries
+    }
+
+    /// A tree's entries from the older generation, else read (a miss), without keeping them.
+    private func olderOrRead(_ oid: OID) throws -> [RawEntry] {
+        if let older = olderTrees[oid] { return older }
+        keptTreeMisses += 1
+        return try rawEntries(oid)
     }
 
     /// Keeps a tree's entries. The kept trees are two generations: when the newer one holds
@@ -498,7 +499,9 @@ public final class Repository: @unchecked Sendable {
 
     /// Applies `node` to the tree `base` (nil: none); returns nil when the result is empty.
     private func build(_ base: OID?, _ node: TreeNode) throws -> OID? {
-        var entries = try base.map { try treeEntries($0) } ?? []
+        // Not kept on the way in: a folder that changes is forgotten below, and keeping it
+        // first could turn the generations over for it.
+        var entries = try base.map { try builtTrees[$0] ?? olderOrRead($0) } ?? []
         // A few changes (the usual case: one name per folder) are looked up by a scan.
         let useIndex = node.children.count > 4
         var index: [[UInt8]: Int] = [:]

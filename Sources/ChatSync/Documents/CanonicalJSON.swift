@@ -20,10 +20,9 @@ public enum CanonicalJSON {
         case .bool(let b): out.append(contentsOf: (b ? "true" : "false").utf8)
         case .int(let i): out.append(contentsOf: String(i).utf8)
         case .double(let d):
-            if d.isFinite {
-                if d == d.rounded(), abs(d) < 1e16 { out += Array(String(Int64(d)).utf8); out += Array(".0".utf8) }
-                else { out += Array("\(d)".utf8) }
-            } else { out += Array("null".utf8) }
+            if !d.isFinite { write(.null, indent: indent, into: &out) }
+            else if d == d.rounded(), abs(d) < 1e16 { out.append(contentsOf: "\(Int64(d)).0".utf8) }
+            else { out.append(contentsOf: "\(d)".utf8) }
         case .string(let s): writeString(s, into: &out)
         case .array(let a):
             if a.isEmpty { out += [0x5B, 0x5D]; return }
