@@ -273,9 +273,10 @@ enum PackFormat {
         return keyed.map(\.1)
     }
 
-    /// The index (version 2) of a pack whose trailing checksum is `packChecksum`.
-    static func index(_ unsorted: [PackIndexEntry], packChecksum: [UInt8]) -> [UInt8] {
-        let entries = sortedByID(unsorted)
+    /// The index (version 2) of a pack whose trailing checksum is `packChecksum` (`sorted`:
+    /// the entries come in id order already).
+    static func index(_ unsorted: [PackIndexEntry], packChecksum: [UInt8], sorted: Bool = false) -> [UInt8] {
+        let entries = sorted ? unsorted : sortedByID(unsorted)
         var out = indexSignature
         append32(2, to: &out)
         out.reserveCapacity(8 + 1024 + entries.count * 28 + 40)
@@ -306,6 +307,64 @@ enum PackFormat {
         h.update(out)
         out += h.finish()
         return out
+    }
+
+    /// Where an entry of one of several id-sorted lists is.
+    struct ListPosition {
+        var list: Int32
+        var index: Int32
+    }
+
+    /// The entries of several lists, each in id order (as an index has them), in one id order,
+    /// each id once: where an id is in several lists, the earliest list's copy. Also which
+    /// entries were left out as copies (nil: none). Lists are merged in pairs, in rounds, so
+    /// the work is the entries times the rounds (no hashing, no sort of the whole).
+    static func mergedByID(_ lists: [[PackIndexEntry]]) -> (order: [ListPosition], copies: [[Bool]]?) {
+        @inline(__always) func key(_ p: ListPosition) -> UInt64 {
+            withUnsafeBytes(of: lists[Int(p.list)][Int(p.index)].oid.raw.id) { UInt64(bigEndian: $0.loadUnaligned(as: UInt64.self)) }
+        }
+        @inline(__always) func precedes(_ a: ListPosition, _ b: ListPosition) -> Bool {
+            let x = key(a), y = key(b)
+            if x != y { return x < y }
+            let ia = lists[Int(a.list)][Int(a.index)].oid, ib = lists[Int(b.list)][Int(b.index)].oid
+            if ia != ib { return ia < ib }
+            return a.list < b.list
+        }
+        var runs: [[ListPosition]] = lists.indices.map { l in (0..<lists[l].count).map { ListPosition(list: Int32(l), index: Int32($0)) } }
+        while runs.count > 1 {
+            var next: [[ListPosition]] = []
+            next.reserveCapacity((runs.count + 1) / 2)
+            var r = 0
+            while r < runs.count {
+                guard r + 1 < runs.count else { next.append(runs[r]); break }
+                // The left run's lists all come before the right run's: on equal ids it goes first.
+                let a = runs[r], b = runs[r + 1]
+                var out: [ListPosition] = []
+                out.reserveCapacity(a.count + b.count)
+                var i = 0, j = 0
+                while i < a.count && j < b.count {
+                    if precedes(b[j], a[i]) { out.append(b[j]); j += 1 } else { out.append(a[i]); i += 1 }
+                }
+                out.append(contentsOf: a[i...])
+                out.append(contentsOf: b[j...])
+                next.append(out)
+                r += 2
+            }
+            runs = next
+        }
+        let all = runs.first ?? []
+        var order: [ListPosition] = []
+        order.reserveCapacity(all.count)
+        var copies: [[Bool]]?
+        for p in all {
+            if let last = order.last, lists[Int(last.list)][Int(last.index)].oid == lists[Int(p.list)][Int(p.index)].oid {
+                if copies == nil { copies = lists.map { [Bool](repeating: false, count: $0.count) } }
+                copies![Int(p.list)][Int(p.index)] = true
+            } else {
+                order.append(p)
+            }
+        }
+        return (order, copies)
     }
 
     /// Reads a version-2 pack index: its entries and the checksum of its pack.
@@ -339,7 +398,12 @@ enum PackFormat {
                     }
                     offset = UInt64(be32(at)) << 32 | UInt64(be32(at + 4))
                 }
-                entries.append(PackIndexEntry(oid: OID(oid), crc: be32(crcs + 4 * i), offset: offset))
+                let entry = PackIndexEntry(oid: OID(oid), crc: be32(crcs + 4 * i), offset: offset)
+                // Readers find ids by binary search: an index out of order is damaged.
+                if let last = entries.last, entry.oid < last.oid {
+                    throw GitError(code: -1, message: "ids out of order", operation: "read pack index \(path)")
+                }
+                entries.append(entry)
             }
             let checksum = Array(buf[(buf.count - 40)..<(buf.count - 20)])
             return (entries, checksum)
@@ -595,43 +659,41 @@ extension Repository {
         guard packs.count > 1 else { return nil }
         struct NeedsRepack: Error {}
         var sources: [(pack: PackFile, entries: [PackIndexEntry], checksum: [UInt8])] = []
-        var union = Set<OID>()
         // Big packs first: they are the ones that may have deltas, and keep their copies.
         for pack in packs.sorted(by: { $0.objectCount > $1.objectCount }) {
             let (entries, checksum) = try PackFormat.readIndex(pack.indexPath)
-            for e in entries { union.insert(e.oid) }
             sources.append((pack, entries, checksum))
         }
-        var merged: [PackIndexEntry] = []
-        merged.reserveCapacity(union.count)
-        var copied = Set<OID>()
-        copied.reserveCapacity(union.count)
+        // The new index's order, found from the indexes' own (each is sorted by id).
+        let (order, copies) = PackFormat.mergedByID(sources.map(\.entries))
+        // Each entry's place and checksum in the new pack, by source and index.
+        var newOffsets = sources.map { [UInt64](repeating: 0, count: $0.entries.count) }
+        var newCRCs = sources.map { $0.entries.map(\.crc) }
         var hasher = SHA1Hasher()
         var checksum: [UInt8] = []
         let inflater = Inflater(), deflater = Deflater(), smallDeflater = Deflater(fixedCodes: true)
         let temp: String
         do {
             temp = try writeTemporary(in: packDirectory, prefix: "tmp_pack_") { write in
-                let header = PackFormat.packHeader(count: union.count)
+                let header = PackFormat.packHeader(count: order.count)
                 try header.withUnsafeBytes { try write($0); hasher.update($0) }
                 var position = UInt64(header.count)
-                for source in sources {
+                for (s, source) in sources.enumerated() {
                     guard let data = FileManager.default.contents(atPath: source.pack.packPath), data.count >= 32,
                           Array(data.suffix(20)) == source.checksum else {
                         throw GitError(code: -1, message: "pack and index do not match", operation: "merge \(source.pack.packPath)")
                     }
                     try data.withUnsafeBytes { buf in
                         let end = buf.count - 20
-                        let byOffset = source.entries.sorted { $0.offset < $1.offset }
-                        guard byOffset.allSatisfy({ $0.offset >= 12 && $0.offset < UInt64(end) }) else {
+                        guard source.entries.allSatisfy({ $0.offset >= 12 && $0.offset < UInt64(end) }) else {
                             throw GitError(code: -1, message: "offset out of range", operation: "merge \(source.pack.packPath)")
                         }
-                        let duplicates = byOffset.contains { copied.contains($0.oid) }
+                        let duplicates = copies?[s].contains(true) ?? false
                         // Types 6 and 7 are deltas (by offset, by id).
-                        let hasDeltas = byOffset.contains { (buf[Int($0.offset)] >> 4) & 7 >= 6 }
+                        let hasDeltas = source.entries.contains { (buf[Int($0.offset)] >> 4) & 7 >= 6 }
                         // A batch's entries are stored, not deflated: deflated here, once (only
                         // in packs without deltas, where no entry's size is another's offset).
-                        let stored = !hasDeltas && byOffset.contains {
+                        let stored = !hasDeltas && source.entries.contains {
                             Self.deflatedWhenMerged((buf[Int($0.offset)] >> 4) & 7) && StoredZlib.startsStored(buf, at: PackFormat.dataStart(buf, at: Int($0.offset)))
                         }
                         if !duplicates && !stored {
@@ -639,28 +701,27 @@ extension Repository {
                             let region = UnsafeRawBufferPointer(rebasing: buf[12..<end])
                             try write(region)
                             hasher.update(region)
-                            for e in byOffset {
-                                merged.append(PackIndexEntry(oid: e.oid, crc: e.crc, offset: e.offset - 12 + position))
-                                copied.insert(e.oid)
-                            }
+                            for (i, e) in source.entries.enumerated() { newOffsets[s][i] = e.offset - 12 + position }
                             position += UInt64(end - 12)
                             return
                         }
                         if hasDeltas { throw NeedsRepack() }
-                        for (i, e) in byOffset.enumerated() where copied.insert(e.oid).inserted {
-                            let stop = i + 1 < byOffset.count ? Int(byOffset[i + 1].offset) : end
+                        // Entry by entry, in the pack's order (an entry ends where the next begins).
+                        let byOffset = source.entries.indices.sorted { source.entries[$0].offset < source.entries[$1].offset }
+                        for (k, i) in byOffset.enumerated() where !(copies?[s][i] ?? false) {
+                            let e = source.entries[i]
+                            let stop = k + 1 < byOffset.count ? Int(source.entries[byOffset[k + 1]].offset) : end
                             let entry = UnsafeRawBufferPointer(rebasing: buf[Int(e.offset)..<stop])
-                            var crc = e.crc
                             var length = entry.count
                             if let deflated = try deflatedEntry(entry, inflater: inflater, deflater: deflater, smallDeflater: smallDeflater) {
                                 try deflated.withUnsafeBytes { try write($0); hasher.update($0) }
-                                crc = deflated.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, uInt($0.count))) }
+                                newCRCs[s][i] = deflated.withUnsafeBufferPointer { UInt32(crc32(0, $0.baseAddress, uInt($0.count))) }
                                 length = deflated.count
                             } else {
                                 try write(entry)
                                 hasher.update(entry)
                             }
-                            merged.append(PackIndexEntry(oid: e.oid, crc: crc, offset: position))
+                            newOffsets[s][i] = position
                             position += UInt64(length)
                         }
                     }
@@ -671,7 +732,10 @@ extension Repository {
         } catch is NeedsRepack {
             return nil
         }
-        let result = try install(packTemp: temp, indexBytes: PackFormat.index(merged, packChecksum: checksum), count: merged.count, checksum: checksum, durable: durable)
+        let merged = order.map { p in
+            PackIndexEntry(oid: sources[Int(p.list)].entries[Int(p.index)].oid, crc: newCRCs[Int(p.list)][Int(p.index)], offset: newOffsets[Int(p.list)][Int(p.index)])
+        }
+        let result = try install(packTemp: temp, indexBytes: PackFormat.index(merged, packChecksum: checksum, sorted: true), count: merged.count, checksum: checksum, durable: durable)
         for pack in packs where pack.packPath != result.packPath {
             unlink(pack.indexPath)
             unlink(pack.packPath)

@@ -381,6 +381,68 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(try Repository.open(dir).readBlob(similarID), Data(similar))
     }
 
+    /// Merging many packs, some objects in several of them (also several times in one), gives
+    /// the index git's own `index-pack` makes of the merged pack, byte for byte: every id once,
+    /// in order, with its entry's offset and checksum. (The order comes from the packs' indexes,
+    /// merged in pairs; the copy kept is the one in the biggest pack.)
+    func testMergingManyPacksWithSharedObjectsGivesGitsIndex() throws {
+        let repo = try Repository.create(at: dir, initialBranch: "main")
+        try repo.bufferObjectsInMemory()
+        var rng = SystemRandomNumberGenerator()
+        var shared: [(OID, [UInt8])] = []
+        for i in 0..<40 {
+            var objects: [PackObject] = []
+            for j in 0..<(1 + i % 7) {
+                let bytes = Array("pack \(i) object \(j) \(UInt64.random(in: 0...UInt64.max, using: &rng))\n".utf8)
+                objects.append(PackObject(oid: try repo.writeBlob(Data(bytes)), type: GIT_OBJECT_BLOB, bytes: bytes))
+            }
+            if i % 5 == 0 {
+                let bytes = Array("shared \(i)\n".utf8)
+                shared.append((try repo.writeBlob(Data(bytes)), bytes))
+            }
+            // Every fourth pack repeats some shared objects (the first time, one of them twice).
+            if i % 4 == 3 {
+                for (id, bytes) in shared.suffix(2) { objects.append(PackObject(oid: id, type: GIT_OBJECT_BLOB, bytes: bytes)) }
+                if i == 3, let again = shared.first { objects.append(PackObject(oid: again.0, type: GIT_OBJECT_BLOB, bytes: again.1)) }
+            }
+            repo.discardBufferedObjects()
+            try repo.writePack(objects, durable: false)
+        }
+        let packs = repo.packFiles()
+        XCTAssertEqual(packs.count, 40)
+        let ids = try Set(packs.flatMap { try PackFormat.readIndex($0.indexPath).entries.map(\.oid) })
+        let merged = try XCTUnwrap(try repo.concatenatePacks(packs))
+        XCTAssertEqual(repo.packFiles().count, 1)
+        XCTAssertEqual(merged.objectCount, ids.count)
+        XCTAssertEqual(try git("index-pack", "-o", dir + "/by-git.idx", merged.packPath).1, 0)
+        XCTAssertEqual(FileManager.default.contents(atPath: merged.indexPath), FileManager.default.contents(atPath: dir + "/by-git.idx"))
+        for (id, bytes) in shared { XCTAssertEqual(try Repository.open(dir).readBlob(id), Data(bytes)) }
+
+        // Lists merged directly: the union in id order, the earliest list's copy kept.
+        func entry(_ byte: UInt8, _ list: UInt64) -> PackIndexEntry {
+            var raw = git_oid()
+            raw.id.0 = byte
+            raw.id.19 = 1
+            return PackIndexEntry(oid: OID(raw), crc: 0, offset: list)
+        }
+        let lists: [[PackIndexEntry]] = [[entry(5, 0), entry(9, 0)], [entry(1, 1), entry(5, 1)], [entry(5, 2), entry(7, 2), entry(9, 2)]]
+        let (order, copies) = PackFormat.mergedByID(lists)
+        XCTAssertEqual(order.map { lists[Int($0.list)][Int($0.index)].oid.raw.id.0 }, [1, 5, 7, 9])
+        XCTAssertEqual(order.map(\.list), [1, 0, 2, 0])
+        XCTAssertEqual(copies, [[false, false], [false, true], [true, false, true]])
+        XCTAssertNil(PackFormat.mergedByID([[entry(1, 0)], [entry(2, 1)]]).copies)
+
+        // An index whose ids are out of order is damaged: reading it fails.
+        var damaged = try XCTUnwrap(FileManager.default.contents(atPath: merged.indexPath))
+        let first = 8 + 1024
+        let a = damaged[first..<(first + 20)], b = damaged[(first + 20)..<(first + 40)]
+        damaged.replaceSubrange(first..<(first + 40), with: b + a)
+        XCTAssertTrue(FileManager.default.createFile(atPath: dir + "/damaged.idx", contents: damaged))
+        XCTAssertThrowsError(try PackFormat.readIndex(dir + "/damaged.idx")) { error in
+            XCTAssertTrue("\(error)".contains("out of order"), "\(error)")
+        }
+    }
+
     /// A batch's pack holds its objects stored (not deflated); merging packs deflates them, once,
     /// and git reads both.
     func testBatchPacksAreStoredAndMergingDeflatesThem() throws {
