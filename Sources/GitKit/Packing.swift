@@ -58,7 +58,9 @@ extension Repository {
             let rev = String(pack.packPath.dropLast(5)) + ".rev"
             unlink(rev)
         }
+        PackRemovals.add(packs.count)
         try check(refreshObjectDatabase(), "refresh object database")
+        try letGoOfRemovedPacks()
     }
 
     /// Packs every object reachable from `tips` into one pack with deltas along the history
@@ -70,13 +72,17 @@ extension Repository {
         let cutoff = Date().addingTimeInterval(-grace)
         let before = packFiles().filter { !$0.isKept && ((try? FileManager.default.attributesOfItem(atPath: $0.packPath)[.modificationDate] as? Date) ?? Date()) < cutoff }
         guard let pack = try writeHistoryPack(from: tips) else { return nil }
+        var removed = 0
         for old in before where old.packPath != pack.packPath {
             unlink(old.indexPath)
             unlink(old.packPath)
             unlink(String(old.packPath.dropLast(5)) + ".rev")
+            removed += 1
         }
         removeLooseObjects(olderThan: cutoff)
+        PackRemovals.add(removed)
         try check(refreshObjectDatabase(), "refresh object database")
+        try letGoOfRemovedPacks()
         return pack
     }
 

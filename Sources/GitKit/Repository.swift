@@ -67,6 +67,8 @@ public final class Repository: @unchecked Sendable {
     let pointer: OpaquePointer
     private var mempack: OpaquePointer?
     private var odbPointer: OpaquePointer?
+    /// `PackRemovals.count` when this handle's object database was made.
+    private var removalsSeen = PackRemovals.count
     /// The objects written to the in-memory buffer since the last flush.
     private var buffered: [PackObject] = []
     /// The entries of trees this handle built or read lately, by id (trees never change): the
@@ -253,7 +255,7 @@ public final class Repository: @unchecked Sendable {
         return try body(UnsafeRawBufferPointer(start: git_odb_object_data(object), count: git_odb_object_size(object)))
     }
 
-    /// The repository's object database (kept for the handle's life).
+    /// The repository's object database (kept until `letGoOfRemovedPacks` replaces it).
     func objectDatabase() throws -> OpaquePointer {
         if let odbPointer { return odbPointer }
         var odb: OpaquePointer?
@@ -956,6 +958,42 @@ public final class Repository: @unchecked Sendable {
         try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
         buffered.removeAll(keepingCapacity: true)
         // The kept trees stay: their objects are on disk now (at most two generations of them).
+        try letGoOfRemovedPacks()
+    }
+
+    /// Lets go of the packs removed since this handle's object database was made, when this
+    /// process has removed at least `PackRemovals.threshold` since (merging removes packs all
+    /// the time). libgit2 1.5 keeps every pack it has seen in the object database, its index
+    /// mapped (and up to 128 pack files open), until the database is freed: a process that
+    /// appended for long kept thousands of removed files mapped (the space on disk was not
+    /// freed either), on the way to the system's limit of mappings (65,530), where reading
+    /// fails. So the database is replaced with a fresh one, which opens the packs there are
+    /// now as it needs them. Between operations only; a handle buffering objects in memory
+    /// does it when the buffer is empty (`releaseMemory`).
+    public func letGoOfRemovedPacks() throws {
+        let now = PackRemovals.count
+        guard now - removalsSeen >= PackRemovals.threshold, buffered.isEmpty else { return }
+        var fresh: OpaquePointer?
+        try check(git_odb_open(&fresh, gitDir + "objects"), "open object database")
+        if mempack != nil {
+            // The old buffer goes with the old database (it is empty): a new one for the new.
+            var backend: UnsafeMutablePointer<git_odb_backend>?
+            guard git_mempack_new(&backend) == 0, git_odb_add_backend(fresh, backend, 999) == 0 else {
+                let error = lastError(-1, "attach in-memory pack")
+                git_odb_free(fresh)
+                throw error
+            }
+            mempack = OpaquePointer(backend)
+        }
+        // The repository takes a reference of its own; this handle keeps one (`odbPointer`).
+        guard git_repository_set_odb(pointer, fresh) == 0 else {
+            let error = lastError(-1, "set object database")
+            git_odb_free(fresh)
+            throw error
+        }
+        if let odbPointer { git_odb_free(odbPointer) }
+        odbPointer = fresh
+        removalsSeen = now
     }
 
     func refreshObjectDatabase() -> Int32 {

@@ -176,7 +176,10 @@ public final class Store: @unchecked Sendable {
     // MARK: reading
 
     private func borrowHandle() throws -> Repository {
-        if let r = handles.withLock({ $0.popLast() }) { return r }
+        if let r = handles.withLock({ $0.popLast() }) {
+            try? r.letGoOfRemovedPacks()  // packs merged away since it was last used
+            return r
+        }
         return try wrapGit { try Repository.open(path) }
     }
 

@@ -357,6 +357,7 @@ final class Writer: @unchecked Sendable {
         while true {
             // The next batch's pack and index files, made while waiting for it (creating a file
             // is slow where many were deleted lately: merging deletes packs).
+            try? committerRepo.letGoOfRemovedPacks()
             try? committerRepo.prepareTemporaryFiles()
             // Under concurrent writers the next batch takes a while to gather: fsyncing the new
             // files meanwhile keeps their folder's write out of that batch's fsync. (One writer's
@@ -709,6 +710,7 @@ final class WorkTreeFollower: @unchecked Sendable {
             do {
                 if repo == nil { repo = try Repository.open(path) }
                 guard let repo else { return }
+                try? repo.letGoOfRemovedPacks()
                 guard let tip = try repo.referenceTarget(branchRef) else { return }
                 let target = try repo.commit(tip).tree
                 // No record (a clone, or a repository made by plain git): start from what the index shows.

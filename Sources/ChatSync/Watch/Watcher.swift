@@ -85,6 +85,8 @@ final class Watcher: @unchecked Sendable {
             defer { if let bell { store.bell.remove(bell) } }
             var nextSync = Date().addingTimeInterval(options.syncInterval)
             while !isStopped {
+                // Packs merged away are let go of (the loop reads for as long as it runs).
+                try? repo.letGoOfRemovedPacks()
                 // 1 and 2: the branch, moved by this process or anything else.
                 if let tip = try wrapGit({ try repo.referenceTarget(store.branchRef) }), tip != cursor {
                     try emitCommits(repo, from: cursor, to: tip)
