@@ -958,7 +958,7 @@ public final class Repository: @unchecked Sendable {
         try check(git_mempack_reset(UnsafeMutablePointer<git_odb_backend>(mempack)), "reset in-memory pack")
         buffered.removeAll(keepingCapacity: true)
         // The kept trees stay: their objects are on disk now (at most two generations of them).
-        try letGoOfRemovedPacks()
+        try replaceObjectDatabaseIfPacksWereRemoved()
     }
 
     /// Lets go of the packs removed since this handle's object database was made, when this
@@ -968,11 +968,17 @@ public final class Repository: @unchecked Sendable {
     /// appended for long kept thousands of removed files mapped (the space on disk was not
     /// freed either), on the way to the system's limit of mappings (65,530), where reading
     /// fails. So the database is replaced with a fresh one, which opens the packs there are
-    /// now as it needs them. Between operations only; a handle buffering objects in memory
-    /// does it when the buffer is empty (`releaseMemory`).
+    /// now as it needs them. Between operations only; a handle that buffers objects in memory
+    /// does it in `releaseMemory` only, when its buffer is empty (its objects may be on their
+    /// way to disk until then), and not here.
     public func letGoOfRemovedPacks() throws {
+        guard mempack == nil else { return }
+        try replaceObjectDatabaseIfPacksWereRemoved()
+    }
+
+    private func replaceObjectDatabaseIfPacksWereRemoved() throws {
         let now = PackRemovals.count
-        guard now - removalsSeen >= PackRemovals.threshold, buffered.isEmpty else { return }
+        guard now - removalsSeen >= PackRemovals.threshold else { return }
         var fresh: OpaquePointer?
         try check(git_odb_open(&fresh, gitDir + "objects"), "open object database")
         if mempack != nil {
