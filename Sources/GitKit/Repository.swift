@@ -69,6 +69,11 @@ public final class Repository: @unchecked Sendable {
     private var odbPointer: OpaquePointer?
     /// `PackRemovals.count` when this handle's object database was made.
     private var removalsSeen = PackRemovals.count
+    /// When this handle last listed the pack folder, and the indexes it has seen there since its
+    /// object database was made (packs removed by other processes: see `letGoOfRemovedPacks`).
+    private var packLook: (time: UInt64, indexes: Set<String>) = (0, [])
+    /// How often a handle looks for packs removed by other processes (nanoseconds; tests set 0).
+    nonisolated(unsafe) static var packLookInterval: UInt64 = 10_000_000_000
     /// The objects written to the in-memory buffer since the last flush.
     private var buffered: [PackObject] = []
     /// The entries of trees this handle built or read lately, by id (trees never change): the
@@ -971,14 +976,27 @@ public final class Repository: @unchecked Sendable {
     /// now as it needs them. Between operations only; a handle that buffers objects in memory
     /// does it in `releaseMemory` only, when its buffer is empty (its objects may be on their
     /// way to disk until then), and not here.
+    ///
+    /// Packs other processes removed are not counted: for them the handle lists the pack folder
+    /// now and then (`packLookInterval`), and lets go when an index it saw there is gone.
     public func letGoOfRemovedPacks() throws {
         guard mempack == nil else { return }
         try replaceObjectDatabaseIfPacksWereRemoved()
+        let time = DispatchTime.now().uptimeNanoseconds
+        guard time - packLook.time >= Self.packLookInterval else { return }
+        let indexes = Set(((try? FileManager.default.contentsOfDirectory(atPath: packDirectory)) ?? []).filter { $0.hasSuffix(".idx") })
+        let gone = !packLook.indexes.isSubset(of: indexes)
+        packLook = (time, packLook.indexes.union(indexes))
+        if gone { try replaceObjectDatabase() }
     }
 
     private func replaceObjectDatabaseIfPacksWereRemoved() throws {
+        guard PackRemovals.count - removalsSeen >= PackRemovals.threshold else { return }
+        try replaceObjectDatabase()
+    }
+
+    private func replaceObjectDatabase() throws {
         let now = PackRemovals.count
-        guard now - removalsSeen >= PackRemovals.threshold else { return }
         var fresh: OpaquePointer?
         try check(git_odb_open(&fresh, gitDir + "objects"), "open object database")
         if mempack != nil {
@@ -1000,6 +1018,7 @@ public final class Repository: @unchecked Sendable {
         if let odbPointer { git_odb_free(odbPointer) }
         odbPointer = fresh
         removalsSeen = now
+        packLook.indexes = Set(((try? FileManager.default.contentsOfDirectory(atPath: packDirectory)) ?? []).filter { $0.hasSuffix(".idx") })
     }
 
     func refreshObjectDatabase() -> Int32 {

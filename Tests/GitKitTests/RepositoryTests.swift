@@ -417,6 +417,48 @@ final class RepositoryTests: XCTestCase {
         XCTAssertEqual(try git("fsck", "--strict").1, 0)
     }
 
+    /// Packs another process removes (here `git repack -a -d`) are let go of too: the handle
+    /// looks at the pack folder now and then and finds indexes it saw there gone.
+    func testHandlesLetGoOfPacksAnotherProcessRemoved() throws {
+        // Eight packs, by a handle gone before the reader comes (libgit2 shares a pack's
+        // mappings between the handles of a process: the reader's are the only ones then).
+        let ids: [OID] = try {
+            let repo = try Repository.create(at: dir, initialBranch: "main")
+            try repo.bufferObjectsInMemory()
+            var tree = try repo.emptyTree()
+            var parent: OID?
+            var ids: [OID] = []
+            for i in 0..<8 {
+                let id = try repo.writeBlob(Data("blob \(i)\n".utf8))
+                ids.append(id)
+                tree = try repo.updateTree(tree, [.upsert("f/\(i).txt", id)])
+                let c = try repo.createCommit(tree: tree, parents: parent.map { [$0] } ?? [], author: sig(), message: "\(i)")
+                XCTAssertTrue(try repo.flushObjects())
+                try repo.compareAndSwapReference("refs/heads/main", to: c, expected: parent, message: "\(i)")
+                parent = c
+            }
+            return ids
+        }()
+        let packDir = URL(fileURLWithPath: dir + "/.git/objects/pack").resolvingSymlinksInPath().path
+        func removedMappings() throws -> Int {
+            try String(contentsOfFile: "/proc/self/maps", encoding: .utf8).split(separator: "\n")
+                .filter { $0.contains(packDir + "/") && $0.hasSuffix("(deleted)") }.count
+        }
+        let interval = Repository.packLookInterval
+        Repository.packLookInterval = 0
+        defer { Repository.packLookInterval = interval }
+        let reader = try Repository.open(dir)
+        for (i, id) in ids.enumerated() { XCTAssertEqual(try reader.readBlob(id), Data("blob \(i)\n".utf8)) }
+        try reader.letGoOfRemovedPacks()  // a look: the packs as they are
+        let before = PackRemovals.count
+        XCTAssertEqual(try git("repack", "-a", "-d", "-q").1, 0)
+        XCTAssertEqual(PackRemovals.count, before, "not this process's removals")
+        XCTAssertGreaterThan(try removedMappings(), 0, "the reader maps the removed indexes")
+        try reader.letGoOfRemovedPacks()
+        XCTAssertEqual(try removedMappings(), 0)
+        for (i, id) in ids.enumerated() { XCTAssertEqual(try reader.readBlob(id), Data("blob \(i)\n".utf8)) }
+    }
+
     /// Merging many packs, some objects in several of them (also several times in one), gives
     /// the index git's own `index-pack` makes of the merged pack, byte for byte: every id once,
     /// in order, with its entry's offset and checksum. (The order comes from the packs' indexes,
