@@ -54,7 +54,8 @@ public enum PackRemovals {
 }
 
 /// Runs a libgit2 read again when it failed because a pack merge removed packs under it.
-/// A handle keeps every pack it has seen (libgit2 1.5 never drops one), and libgit2 closes the
+/// A handle keeps every pack it has seen (libgit2 1.5 drops none until the handle replaces its
+/// object database: `Repository.letGoOfRemovedPacks`), and libgit2 closes the
 /// least recently used pack files (`GIT_OPT_SET_MWINDOW_FILE_LIMIT`) and opens them again when
 /// read: when another thread closes such a pack between the moment an object is found in it
 /// and the moment it is read, opening it again fails ("invalid packfile"). And a miss makes

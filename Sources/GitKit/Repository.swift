@@ -984,7 +984,7 @@ public final class Repository: @unchecked Sendable {
         try replaceObjectDatabaseIfPacksWereRemoved()
         let time = DispatchTime.now().uptimeNanoseconds
         guard time - packLook.time >= Self.packLookInterval else { return }
-        let indexes = Set(((try? FileManager.default.contentsOfDirectory(atPath: packDirectory)) ?? []).filter { $0.hasSuffix(".idx") })
+        let indexes = packIndexNames()
         let gone = !packLook.indexes.isSubset(of: indexes)
         packLook = (time, packLook.indexes.union(indexes))
         if gone { try replaceObjectDatabase() }
@@ -1002,8 +1002,14 @@ public final class Repository: @unchecked Sendable {
         if mempack != nil {
             // The old buffer goes with the old database (it is empty): a new one for the new.
             var backend: UnsafeMutablePointer<git_odb_backend>?
-            guard git_mempack_new(&backend) == 0, git_odb_add_backend(fresh, backend, 999) == 0 else {
+            guard git_mempack_new(&backend) == 0, let backend else {
+                let error = lastError(-1, "new in-memory pack")
+                git_odb_free(fresh)
+                throw error
+            }
+            guard git_odb_add_backend(fresh, backend, 999) == 0 else {
                 let error = lastError(-1, "attach in-memory pack")
+                backend.pointee.free?(backend)
                 git_odb_free(fresh)
                 throw error
             }
@@ -1018,7 +1024,12 @@ public final class Repository: @unchecked Sendable {
         if let odbPointer { git_odb_free(odbPointer) }
         odbPointer = fresh
         removalsSeen = now
-        packLook.indexes = Set(((try? FileManager.default.contentsOfDirectory(atPath: packDirectory)) ?? []).filter { $0.hasSuffix(".idx") })
+        packLook.indexes = packIndexNames()
+    }
+
+    /// The names of the pack indexes in the pack folder now.
+    private func packIndexNames() -> Set<String> {
+        Set(((try? FileManager.default.contentsOfDirectory(atPath: packDirectory)) ?? []).filter { $0.hasSuffix(".idx") })
     }
 
     func refreshObjectDatabase() -> Int32 {

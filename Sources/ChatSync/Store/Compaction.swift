@@ -6,9 +6,9 @@ import GitKit
 /// together), so the number of packs stays logarithmic in the store's size and every object is
 /// rewritten only a logarithmic number of times. (With "twice as big" instead, each message
 /// was rewritten 4.0, 5.6 and 7.2 times over 1,250, 10,000 and 100,000 batches, against 2.9,
-/// 3.7 and 4.9, in a model of this policy with batches of 10 to 160 objects.) Merging copies the packs' entries
-/// as they are (no delta search: that is `chatsync compact`'s job), so it costs little more
-/// than reading and writing the bytes.
+/// 3.7 and 4.9, in a model of this policy with batches of 10 to 160 objects.) Merging copies
+/// the packs' entries as they are (no delta search: that is `chatsync compact`'s job), so it
+/// costs little more than reading and writing the bytes.
 enum Compaction {
     /// Merges the small packs when there are more than `maxPacks`. Returns whether it merged.
     @discardableResult
