@@ -1,5 +1,4 @@
 import CLibgit2
-import Synchronization
 #if canImport(Glibc)
 import Glibc
 #endif
@@ -42,15 +41,6 @@ public struct GitError: Error, CustomStringConvertible, Sendable, Equatable {
 @inline(__always)
 func check(_ code: Int32, _ operation: @autoclosure () -> String) throws {
     if code < 0 { throw lastError(code, operation()) }
-}
-
-/// How many packs this process has removed (merged into others, or compacted): handles let go
-/// of removed packs once this has grown by `threshold` (see `Repository.letGoOfRemovedPacks`).
-public enum PackRemovals {
-    private static let counter = Atomic<Int>(0)
-    static let threshold = 32
-    public static var count: Int { counter.load(ordering: .relaxed) }
-    static func add(_ n: Int) { counter.add(n, ordering: .relaxed) }
 }
 
 /// Runs a libgit2 read again when it failed because a pack merge removed packs under it.

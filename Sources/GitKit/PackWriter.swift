@@ -736,16 +736,7 @@ extension Repository {
             PackIndexEntry(oid: sources[Int(p.list)].entries[Int(p.index)].oid, crc: newCRCs[Int(p.list)][Int(p.index)], offset: newOffsets[Int(p.list)][Int(p.index)])
         }
         let result = try install(packTemp: temp, indexBytes: PackFormat.index(merged, packChecksum: checksum, sorted: true), count: merged.count, checksum: checksum, durable: durable)
-        var removed = 0
-        for pack in packs where pack.packPath != result.packPath {
-            unlink(pack.indexPath)
-            unlink(pack.packPath)
-            unlink(String(pack.packPath.dropLast(5)) + ".rev")
-            removed += 1
-        }
-        PackRemovals.add(removed)
-        try check(refreshObjectDatabase(), "refresh object database")
-        try letGoOfRemovedPacks()
+        try removePacks(packs.filter { $0.packPath != result.packPath })
         return result
     }
 }

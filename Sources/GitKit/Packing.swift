@@ -1,5 +1,6 @@
 import CLibgit2
 import Foundation
+import Synchronization
 
 /// A pack file of the object database.
 public struct PackFile: Sendable {
@@ -9,6 +10,15 @@ public struct PackFile: Sendable {
     public let objectCount: Int
     /// A `.keep` file protects the pack from repacking.
     public let isKept: Bool
+}
+
+/// How many packs this process has removed (merged into others, or compacted): handles let go
+/// of removed packs once this has grown by `threshold` (see `Repository.letGoOfRemovedPacks`).
+public enum PackRemovals {
+    private static let counter = Atomic<Int>(0)
+    static let threshold = 32
+    public static var count: Int { counter.load(ordering: .relaxed) }
+    static func add(_ n: Int) { counter.add(n, ordering: .relaxed) }
 }
 
 extension Repository {
@@ -52,15 +62,18 @@ extension Repository {
             }
         }
         try check(git_packbuilder_write(builder, packDirectory, 0, nil, nil), "write pack")
+        try removePacks(packs)
+    }
+
+    /// Removes packs whose objects another pack holds now (each index first: readers find packs
+    /// by their indexes), and has this handle look at the disk again (`packsRemoved`).
+    func removePacks(_ packs: [PackFile]) throws {
         for pack in packs {
             unlink(pack.indexPath)
             unlink(pack.packPath)
-            let rev = String(pack.packPath.dropLast(5)) + ".rev"
-            unlink(rev)
+            unlink(String(pack.packPath.dropLast(5)) + ".rev")
         }
-        PackRemovals.add(packs.count)
-        try check(refreshObjectDatabase(), "refresh object database")
-        try letGoOfRemovedPacks()
+        try packsRemoved(packs.count)
     }
 
     /// Packs every object reachable from `tips` into one pack with deltas along the history
@@ -72,17 +85,8 @@ extension Repository {
         let cutoff = Date().addingTimeInterval(-grace)
         let before = packFiles().filter { !$0.isKept && ((try? FileManager.default.attributesOfItem(atPath: $0.packPath)[.modificationDate] as? Date) ?? Date()) < cutoff }
         guard let pack = try writeHistoryPack(from: tips) else { return nil }
-        var removed = 0
-        for old in before where old.packPath != pack.packPath {
-            unlink(old.indexPath)
-            unlink(old.packPath)
-            unlink(String(old.packPath.dropLast(5)) + ".rev")
-            removed += 1
-        }
         removeLooseObjects(olderThan: cutoff)
-        PackRemovals.add(removed)
-        try check(refreshObjectDatabase(), "refresh object database")
-        try letGoOfRemovedPacks()
+        try removePacks(before.filter { $0.packPath != pack.packPath })
         return pack
     }
 

@@ -990,9 +990,20 @@ public final class Repository: @unchecked Sendable {
         if gone { try replaceObjectDatabase() }
     }
 
-    private func replaceObjectDatabaseIfPacksWereRemoved() throws {
-        guard PackRemovals.count - removalsSeen >= PackRemovals.threshold else { return }
+    /// This handle removed `count` packs: every handle of the process counts them, and this one
+    /// looks at the disk again, with a fresh object database once enough were removed.
+    func packsRemoved(_ count: Int) throws {
+        PackRemovals.add(count)
+        let replaced = try mempack == nil && replaceObjectDatabaseIfPacksWereRemoved()
+        if !replaced { try check(refreshObjectDatabase(), "refresh object database") }
+    }
+
+    /// Whether the object database was replaced (enough packs were removed since it was made).
+    @discardableResult
+    private func replaceObjectDatabaseIfPacksWereRemoved() throws -> Bool {
+        guard PackRemovals.count - removalsSeen >= PackRemovals.threshold else { return false }
         try replaceObjectDatabase()
+        return true
     }
 
     private func replaceObjectDatabase() throws {

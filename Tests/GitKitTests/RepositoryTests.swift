@@ -397,6 +397,11 @@ final class RepositoryTests: XCTestCase {
         return String(decoding: bytes, as: UTF8.self).split(separator: "\n")
     }
 
+    /// How many files of `folder` this process maps that were removed.
+    func removedFilesMapped(in folder: String) throws -> Int {
+        try processMappings().filter { $0.contains(folder + "/") && $0.hasSuffix("(deleted)") }.count
+    }
+
     /// A handle lets go of packs merged away once enough were (libgit2 1.5 keeps every pack it
     /// has seen mapped until its object database is freed: a long-running writer piled up
     /// thousands of mappings of removed files), and then reads from the merged pack.
@@ -409,9 +414,7 @@ final class RepositoryTests: XCTestCase {
             XCTAssertTrue(try repo.flushObjects())  // a pack each
         }
         let packDir = try XCTUnwrap(URL(fileURLWithPath: repo.packDirectory).resolvingSymlinksInPath().path)
-        func removedMappings() throws -> Int {
-            try processMappings().filter { $0.contains(packDir + "/") && $0.hasSuffix("(deleted)") }.count
-        }
+        func removedMappings() throws -> Int { try removedFilesMapped(in: packDir) }
         let reader = try Repository.open(dir)
         for (i, id) in ids.enumerated() { XCTAssertEqual(try reader.readBlob(id), Data("blob \(i)\n".utf8)) }
         XCTAssertEqual(try removedMappings(), 0)
@@ -454,9 +457,7 @@ final class RepositoryTests: XCTestCase {
             return ids
         }()
         let packDir = URL(fileURLWithPath: dir + "/.git/objects/pack").resolvingSymlinksInPath().path
-        func removedMappings() throws -> Int {
-            try processMappings().filter { $0.contains(packDir + "/") && $0.hasSuffix("(deleted)") }.count
-        }
+        func removedMappings() throws -> Int { try removedFilesMapped(in: packDir) }
         let interval = Repository.packLookInterval
         Repository.packLookInterval = 0
         defer { Repository.packLookInterval = interval }
