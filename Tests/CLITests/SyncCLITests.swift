@@ -33,6 +33,19 @@ final class SyncCLITests: XCTestCase {
         XCTAssertEqual(pushed["pushed_commits"], .int(2))
         XCTAssertEqual(try run(["clone", bare], store: b).status, 0)
         XCTAssertEqual(try run(["clone", bare], store: b).status, 1, "clone refuses a folder that is not empty")
+        // A remote whose main is not a chatsync store: refused, and nothing is left behind.
+        let plain = root + "/plain"
+        for args in [["init", "-q", "-b", "main", plain], ["-C", plain, "commit", "-q", "--allow-empty", "-m", "not a store"]] {
+            let p = Process()
+            p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+            p.arguments = args
+            try p.run(); p.waitUntilExit()
+            XCTAssertEqual(p.terminationStatus, 0, "git \(args)")
+        }
+        let notStore = try run(["clone", plain], store: root + "/c")
+        XCTAssertEqual(notStore.status, 1)
+        XCTAssertTrue(notStore.err.contains("not a chatsync store"), notStore.err)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: root + "/c"))
 
         for (store, text) in [(a, "from a"), (b, "from b")] {
             XCTAssertEqual(try run(["message", "add", chatID, "--role", "user", "--content", text], store: store).status, 0)

@@ -486,11 +486,35 @@ final class StoreTests: XCTestCase {
         addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
         XCTAssertThrowsError(try Store.open(at: dir)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "bad_store") }
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
-        try git(dir, "init", "-q", "-b", "main")
+        try git(dir, "init", "-q", "-b", "master")
         try Data("x\n".utf8).write(to: URL(fileURLWithPath: dir + "/readme.txt"))
         try git(dir, "add", "-A")
         try git(dir, "commit", "-qm", "not a store")
+        /// What a refused open must leave as it was: the references, the index and the work tree.
+        func state() throws -> String {
+            try git(dir, "for-each-ref").out + git(dir, "ls-files", "--stage").out + git(dir, "status", "--porcelain", "--ignored").out
+        }
+        // History on another branch: not a store, and no `main` is made.
+        var before = try state()
+        XCTAssertThrowsError(try Store.open(at: dir)) {
+            XCTAssertEqual(($0 as? ChatSyncError)?.code, "bad_store")
+            XCTAssertTrue("\($0)".contains("without a branch main (it has master)"), "\($0)")
+        }
+        XCTAssertThrowsError(try Store.open(at: dir, create: true)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "bad_store") }
+        XCTAssertEqual(try state(), before)
+        // A branch main whose tree is not a store's, and whose index is behind it (as a fetch
+        // leaves it): refused, and nothing is checked out.
+        try git(dir, "branch", "-m", "master", "main")
+        try Data("y\n".utf8).write(to: URL(fileURLWithPath: dir + "/other.txt"))
+        try git(dir, "add", "other.txt")
+        try git(dir, "commit", "-qm", "more")
+        try git(dir, "read-tree", "HEAD~1")
+        try FileManager.default.removeItem(atPath: dir + "/other.txt")
+        before = try state()
         XCTAssertThrowsError(try Store.open(at: dir)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "bad_store") }
+        XCTAssertEqual(try state(), before)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/other.txt"))
+        try git(dir, "reset", "-q", "--hard", "main")
         try Data(#"{"format": "chatsync", "version": 99}"#.utf8).write(to: URL(fileURLWithPath: dir + "/chatsync.json"))
         try git(dir, "add", "-A")
         try git(dir, "commit", "-qm", "future")

@@ -107,12 +107,24 @@ public final class Store: @unchecked Sendable {
         }
         let store = try Store(path: absolute, options: opts, gitDir: repo.gitDir)
         store.clearStaleLocks()
-        let head = try wrapGit { try repo.referenceTarget(store.branchRef) }
-        if head == nil {
-            guard create || gitExists else { throw ChatSyncError.badStore("\(absolute) has no branch \(options.branch)") }
-            try store.writeMarker()
+        do {
+            let head = try wrapGit { try repo.referenceTarget(store.branchRef) }
+            if head == nil {
+                // A repository without commits becomes a store; one with history elsewhere is not one.
+                let branches = try wrapGit { try repo.referenceNames(glob: "refs/heads/*") }
+                guard branches.isEmpty else {
+                    let names = branches.map { $0.dropFirst("refs/heads/".count) }.sorted().joined(separator: ", ")
+                    throw ChatSyncError.badStore("\(absolute) is a git repository without a branch \(options.branch) (it has \(names)): not a chatsync store")
+                }
+                try store.writeMarker()
+            }
+            try store.checkFormat()
+        } catch {
+            // Not a store this chatsync can use: leave its branches, index and work tree untouched.
+            store.writer.stop()
+            store.follower.stop(sync: false)
+            throw error
         }
-        try store.checkFormat()
         return store
     }
 

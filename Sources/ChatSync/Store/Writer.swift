@@ -639,11 +639,13 @@ final class WorkTreeFollower: @unchecked Sendable {
     /// Brings the work tree to the branch's tip as it is now, and waits for it.
     func flush() { wait(for: request()) }
 
-    func stop() {
+    /// Stops, bringing the work tree to the branch first (unless `sync` is false: a repository
+    /// that turned out not to be a usable store is left exactly as it was).
+    func stop(sync: Bool = true) {
         condition.lock()
         let first = !stopping
         condition.unlock()
-        if first { flush() }
+        if first && sync { flush() }
         condition.lock()
         stopping = true
         condition.broadcast()

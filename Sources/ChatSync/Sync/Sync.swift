@@ -307,7 +307,14 @@ extension Store {
             try? fm.removeItem(atPath: absolute)
             throw error
         }
-        let store = try Store.open(at: absolute, options: options)
+        // A remote that is not a chatsync store leaves nothing behind either.
+        let store: Store
+        do {
+            store = try Store.open(at: absolute, options: options)
+        } catch {
+            try? fm.removeItem(atPath: absolute)
+            throw error
+        }
         store.syncWorkTree()
         return store
     }
