@@ -42,6 +42,9 @@ static inline int chatsync_git_set_mwindow_file_limit(long long files) {
 static inline int chatsync_git_set_cache_max_size(long long bytes) {
     return git_libgit2_opts(GIT_OPT_SET_CACHE_MAX_SIZE, (ssize_t)bytes);
 }
+static inline int chatsync_git_set_ssl_cert_locations(const char *file, const char *path) {
+    return git_libgit2_opts(GIT_OPT_SET_SSL_CERT_LOCATIONS, file, path);
+}
 
 /* Call the function pointers of a git_odb_writepack (Swift cannot call them through the struct easily). */
 static inline int chatsync_writepack_append(git_odb_writepack *wp, const void *data, size_t size, git_indexer_progress *stats) {

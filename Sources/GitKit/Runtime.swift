@@ -34,6 +34,21 @@ public enum GitRuntime {
         fsyncState.withLock { $0 = enabled }
     }
 
+    private static let authorities = Mutex<String?>(nil)
+
+    /// Trusts the certificate authorities in `file` (PEM) for https remotes, in place of the
+    /// system's (libgit2 1.5 as Debian builds it, with mbedTLS, reads
+    /// `/etc/ssl/certs/ca-certificates.crt`). Process-wide (`GIT_OPT_SET_SSL_CERT_LOCATIONS`)
+    /// and kept for the rest of the process; setting the same file again does nothing.
+    public static func trustCertificateAuthorities(file: String) throws {
+        initialize()
+        try authorities.withLock { current in
+            if current == file { return }
+            try check(chatsync_git_set_ssl_cert_locations(file, nil), "load certificate authorities from \(file)")
+            current = file
+        }
+    }
+
     private static let fsyncState = Mutex<Bool>(false)
     /// Whether fsync is on (the packs GitKit writes itself follow the same switch).
     public static var fsyncEnabled: Bool { fsyncState.withLock { $0 } }

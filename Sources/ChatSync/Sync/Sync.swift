@@ -23,11 +23,40 @@ public struct SyncOptions: Sendable {
     public var allowUnrelatedHistories: Bool
     /// How many times `sync` fetches, merges and pushes again when the remote moved meanwhile.
     public var pushAttempts: Int
+    /// A PEM file of the certificate authorities an https remote's certificate must be signed by,
+    /// in place of the system's (a Gitea with its own authority). Process-wide once used (see
+    /// `GitRuntime.trustCertificateAuthorities`). Default: `CHATSYNC_SSL_CA_FILE`, else git's
+    /// `GIT_SSL_CAINFO`.
+    public var certificateAuthorities: String? {
+        didSet { certificateAuthoritiesField = "certificate_authorities" }
+    }
+    /// Where `certificateAuthorities` came from, for errors.
+    var certificateAuthoritiesField = "certificate_authorities"
 
     public init(credentials: GitCredentials = .fromEnvironment(), retry: RetryPolicy = .default,
                 progress: (@Sendable (TransferProgress) -> Void)? = nil, allowUnrelatedHistories: Bool = false, pushAttempts: Int = 5) {
         self.credentials = credentials; self.retry = retry; self.progress = progress
         self.allowUnrelatedHistories = allowUnrelatedHistories; self.pushAttempts = pushAttempts
+        let env = ProcessInfo.processInfo.environment
+        for name in ["CHATSYNC_SSL_CA_FILE", "GIT_SSL_CAINFO"] {
+            if let file = env[name] { certificateAuthorities = file; certificateAuthoritiesField = name; break }
+        }
+    }
+
+    /// Makes libgit2 trust `certificateAuthorities`, if set: an unreadable file or one without a
+    /// certificate is refused naming where it was given.
+    func applyCertificateAuthorities() throws {
+        guard let file = certificateAuthorities else { return }
+        let field = certificateAuthoritiesField
+        guard !file.isEmpty else { throw ChatSyncError.invalid(field: field, rule: "must name a PEM file of certificate authorities") }
+        guard FileManager.default.isReadableFile(atPath: file) else {
+            throw ChatSyncError.invalid(field: field, rule: "\(file) cannot be read (a PEM file of certificate authorities)")
+        }
+        do {
+            try GitRuntime.trustCertificateAuthorities(file: file)
+        } catch let e as GitError {
+            throw ChatSyncError.invalid(field: field, rule: "\(file) holds no certificate authority libgit2 can load (\(e.message))")
+        }
     }
 }
 
@@ -155,6 +184,7 @@ extension Store {
     public func fetch(_ remote: String = "origin", options sync: SyncOptions = SyncOptions()) throws -> (tip: OID?, newCommits: Int) {
         try withRepository { repo in
             try requireRemote(remote, repo)
+            try sync.applyCertificateAuthorities()
             let before = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
             try withRetry("fetch from \(remote)", sync.retry) {
                 _ = try repo.fetch(remote: remote, credentials: sync.credentials, progress: sync.progress)
@@ -228,6 +258,7 @@ extension Store {
             guard let local = try wrapGit({ try repo.referenceTarget(branchRef) }) else { return }
             let known = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
             if known == local { r.head = local.hex; return }
+            try sync.applyCertificateAuthorities()
             r.pushedCommits = try wrapGit { try repo.walk(from: local, hiding: known.map { [$0] } ?? []).count }
             try withRetry("push to \(remote)", sync.retry) {
                 try repo.push(remote: remote, refspecs: ["\(branchRef):\(branchRef)"], credentials: sync.credentials, progress: sync.progress)
@@ -280,6 +311,7 @@ extension Store {
         if fm.fileExists(atPath: absolute), let items = try? fm.contentsOfDirectory(atPath: absolute), !items.isEmpty {
             throw ChatSyncError.invalid(field: "store", rule: "\(absolute) exists and is not empty")
         }
+        try sync.applyCertificateAuthorities()
         do {
             let repo = try wrapGit { try Repository.create(at: absolute, bare: false, initialBranch: options.branch) }
             try Store.configureNew(repo)
