@@ -131,6 +131,32 @@ public final class Repository: @unchecked Sendable {
         return Repository(pointer: out!)
     }
 
+    /// The folders that do not exist yet on the way to `path` (`path` first, then the folders
+    /// above it), which creating a repository there makes.
+    public static func missingFolders(_ path: String) -> [String] {
+        var made: [String] = []
+        var p = (path as NSString).standardizingPath
+        while p != "/" && !p.isEmpty && !FileManager.default.fileExists(atPath: p) {
+            made.append(p)
+            p = (p as NSString).deletingLastPathComponent
+        }
+        return made
+    }
+
+    /// Fsyncs what creating this repository made, so that a crash cannot take it back under a
+    /// commit: `HEAD` and `config`, then at once the folders of objects, packs and branches, the
+    /// git folder, the work tree folder and the folder above each folder in `made` (from
+    /// `missingFolders`, taken before creating), which makes every new name durable.
+    public func syncCreated(made: [String]) throws {
+        let git = gitDir
+        try fsyncFiles([git + "HEAD", git + "config"])
+        var folders = [git + "objects/pack", git + "objects", git + "refs/heads", git + "refs", git]
+        if let workdir { folders.append(workdir) }
+        for folder in made { folders.append((folder as NSString).deletingLastPathComponent) }
+        var seen = Set<String>()
+        try fsyncFiles(folders.map { ($0 as NSString).standardizingPath }.filter { seen.insert($0).inserted })
+    }
+
     /// The work tree folder with a trailing slash, or nil for a bare repository.
     public var workdir: String? { git_repository_workdir(pointer).map { String(cString: $0) } }
     /// The .git folder with a trailing slash.

@@ -88,6 +88,7 @@ public final class Store: @unchecked Sendable {
         let fm = FileManager.default
         var isDir: ObjCBool = false
         let gitExists = fm.fileExists(atPath: absolute + "/.git", isDirectory: &isDir)
+        var made: [String] = []
         if !gitExists {
             guard create else {
                 throw ChatSyncError.badStore("\(absolute) is not a chatsync store (no .git); create it with `chatsync init`")
@@ -95,11 +96,12 @@ public final class Store: @unchecked Sendable {
             if fm.fileExists(atPath: absolute), let items = try? fm.contentsOfDirectory(atPath: absolute), !items.isEmpty {
                 throw ChatSyncError.badStore("\(absolute) exists, is not empty and is not a git repository: refusing to make a store there")
             }
+            made = Repository.missingFolders(absolute)
             _ = try wrapGit { try Repository.create(at: absolute, bare: false, initialBranch: options.branch) }
         }
         var opts = options
         let repo = try wrapGit { try Repository.open(absolute) }
-        if !gitExists { try configureNew(repo) }
+        if !gitExists { try configureNew(repo, made: made, durable: options.durable) }
         if opts.identity == .default,
            let name = try? repo.configString("user.name", localOnly: true),
            let email = try? repo.configString("user.email", localOnly: true) {
@@ -131,8 +133,11 @@ public final class Store: @unchecked Sendable {
     /// Settings of a repository chatsync makes (`init`, `clone`). No reflogs: the branch is the
     /// history, every change a commit on it, and reflogs (HEAD's and the branch's) would cost
     /// two more files to append to and fsync per commit. git's own `init` turns them on.
-    static func configureNew(_ repo: Repository) throws {
+    /// When `durable`, also fsyncs what creating the repository made (`made`: the folders that
+    /// did not exist before), so that a crash after the first commit cannot take the store away.
+    static func configureNew(_ repo: Repository, made: [String], durable: Bool) throws {
         try wrapGit { try repo.setConfigString("core.logAllRefUpdates", "false") }
+        if durable { try wrapGit { try repo.syncCreated(made: made) } }
     }
 
     /// Closes the writer (changes already queued are still committed) and waits until the

@@ -313,8 +313,9 @@ extension Store {
         }
         try sync.applyCertificateAuthorities()
         do {
+            let made = Repository.missingFolders(absolute)
             let repo = try wrapGit { try Repository.create(at: absolute, bare: false, initialBranch: options.branch) }
-            try Store.configureNew(repo)
+            try Store.configureNew(repo, made: made, durable: options.durable)
             try wrapGit { try repo.addRemote("origin", url: url) }
             var delay = sync.retry.initialDelay
             for attempt in 1...max(1, sync.retry.attempts) {
