@@ -18,18 +18,27 @@ final class HistoryCLITests: XCTestCase {
         XCTAssertEqual(try cli(["chat", "update", id, "--title", "Second"]).status, 0)
         XCTAssertEqual(try cli(["chat", "update", id, "--title", "Third"]).status, 0)
 
-        // Plain git renders the added message as text, with real line breaks, not as an escaped JSON string.
+        // Plain git renders the added message as text, with real line breaks, not as an escaped
+        // JSON string; also for a user git knows no name of (reading writes nothing).
         let p = Process()
         p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
         p.arguments = ["-C", store, "log", "-p"]
         var env = ProcessInfo.processInfo.environment
         env["PATH"] = (CLITests.binary as NSString).deletingLastPathComponent + ":" + (env["PATH"] ?? "")
+        for name in ["GIT_AUTHOR_NAME", "GIT_AUTHOR_EMAIL", "GIT_COMMITTER_NAME", "GIT_COMMITTER_EMAIL", "EMAIL"] { env.removeValue(forKey: name) }
+        env["HOME"] = store + "/.git/chatsync"
+        env["GIT_CONFIG_NOSYSTEM"] = "1"
+        env["GIT_CONFIG_GLOBAL"] = "/dev/null"
         p.environment = env
-        let out = Pipe()
+        let out = Pipe(), err = Pipe()
         p.standardOutput = out
+        p.standardError = err
         try p.run()
         let log = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+        let problem = String(decoding: err.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
         p.waitUntilExit()
+        XCTAssertEqual(p.terminationStatus, 0, problem)
+        XCTAssertEqual(try runTool("/usr/bin/git", ["-C", store, "for-each-ref", "refs/notes"]).out, "", "no cache of rendered documents in the store")
         XCTAssertTrue(log.contains("+sur plusieurs lignes\n+— avec 日本語"), log)
         XCTAssertTrue(log.contains("+#1 assistant"), log)
         XCTAssertFalse(log.contains("\\n"), "no escaped line breaks")

@@ -177,7 +177,9 @@ extension Store {
         }
         try withRepository { repo in
             try wrapGit { try repo.setConfigString("diff.chatsync.textconv", textconvCommand) }
-            try wrapGit { try repo.setConfigString("diff.chatsync.cachetextconv", "true") }
+            // No cache: git would keep it as notes (`refs/notes/textconv/chatsync`), commits that
+            // need an identity, so `git log -p` failed for a user git knew no name of.
+            try wrapGit { try repo.setConfigString("diff.chatsync.cachetextconv", "false") }
         }
     }
 }
