@@ -90,6 +90,9 @@ func parseDuration(_ text: String, field: String) throws -> Double {
     guard let v = Double(t), v >= 0, v.isFinite else {
         throw ChatSyncError.invalid(field: field, rule: "must be a duration like 90s, 30m, 24h or 7d, got \"\(text)\"")
     }
+    guard v * factor <= 100 * 365.25 * 86_400 else {
+        throw ChatSyncError.invalid(field: field, rule: "must be at most a century, got \"\(text)\"")
+    }
     return v * factor
 }
 

@@ -10,7 +10,7 @@ struct NetworkOptions: ParsableArguments {
 
     func syncOptions(_ global: GlobalOptions, allowUnrelated: Bool = false) throws -> SyncOptions {
         guard attempts >= 1 else { throw ChatSyncError.invalid(field: "attempts", rule: "must be ≥ 1") }
-        guard retryDelay >= 0 else { throw ChatSyncError.invalid(field: "retry-delay", rule: "must be ≥ 0") }
+        guard retryDelay >= 0, retryDelay <= 3600 else { throw ChatSyncError.invalid(field: "retry-delay", rule: "must be from 0 to 3600 seconds") }
         var o = SyncOptions(retry: RetryPolicy(attempts: attempts, initialDelay: retryDelay, maxDelay: max(10, retryDelay)),
                             allowUnrelatedHistories: allowUnrelated)
         if isatty(2) == 1 && !global.json { o.progress = Progress.show }

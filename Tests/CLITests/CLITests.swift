@@ -184,6 +184,9 @@ final class CLITests: XCTestCase {
             (["session", "create", "--user", "u", "--metadata", "not json"], "session_metadata", [:]),
             (["chat", "create", "--title", String(repeating: "t", count: 300)], "title", [:]),
             (["session", "cleanup", "--idle-after", "soon"], "idle-after", [:]),
+            (["session", "cleanup", "--idle-after", "999999999999d"], "idle-after", [:]),
+            (["session", "cleanup", "--archive-after", "99999999999999999d"], "archive-after", [:]),
+            (["pull", "--retry-delay", "1e300"], "retry-delay", [:]),
         ]
         for (args, field, env) in cases {
             let r = try cli(args + ["--json"], env: env)

@@ -84,6 +84,12 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(r15.status, 200)
             let r16 = try await client.call(.post, "/api/sessions/cleanup", #"{"idle_after_seconds": "soon"}"#)
             XCTAssertEqual(r16.errorField, "idle_after_seconds")
+            // Out of range (this one once stopped the server: the seconds overflowed an integer).
+            for (body, field) in [(#"{"idle_after_seconds": 1e300}"#, "idle_after_seconds"), (#"{"archive_after_seconds": -1}"#, "archive_after_seconds")] {
+                let r = try await client.call(.post, "/api/sessions/cleanup", body)
+                XCTAssertEqual(r.status, 400, body)
+                XCTAssertEqual(r.errorField, field, body)
+            }
 
             // Chats and messages.
             let r17 = try await client.call(.get, "/api/chats/\(chat)")

@@ -139,8 +139,14 @@ extension Store {
     /// Abandons active sessions idle longer than `idleAfter` seconds and archives completed or
     /// abandoned sessions not updated for `archiveAfter` seconds. One commit, or none.
     public func cleanupSessions(idleAfter: Double = 24 * 3600, archiveAfter: Double = 30 * 24 * 3600) throws -> CleanupReport {
-        guard idleAfter >= 0 else { throw ChatSyncError.invalid(field: "idle_after", rule: "must be ≥ 0") }
-        guard archiveAfter >= 0 else { throw ChatSyncError.invalid(field: "archive_after", rule: "must be ≥ 0") }
+        // Up to a century: a cut-off further back than that is no cut-off (and stays a timestamp).
+        let century = 100 * 365.25 * 86_400
+        guard idleAfter >= 0, idleAfter <= century else {
+            throw ChatSyncError.invalid(field: "idle_after_seconds", rule: "must be a number of seconds from 0 to \(Int(century)) (a century)")
+        }
+        guard archiveAfter >= 0, archiveAfter <= century else {
+            throw ChatSyncError.invalid(field: "archive_after_seconds", rule: "must be a number of seconds from 0 to \(Int(century)) (a century)")
+        }
         return try perform { tx in
             var report = CleanupReport(abandoned: [], archived: [])
             let idleCut = tx.now.adding(milliseconds: -Int64(idleAfter * 1000))

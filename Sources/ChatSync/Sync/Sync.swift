@@ -11,6 +11,12 @@ public struct RetryPolicy: Sendable {
         self.attempts = attempts; self.initialDelay = initialDelay; self.maxDelay = maxDelay
     }
     public static let `default` = RetryPolicy()
+
+    /// Sleeps between attempts (at most an hour, whatever the policy says).
+    static func pause(_ seconds: Double) {
+        guard seconds > 0 else { return }
+        Thread.sleep(forTimeInterval: min(seconds, 3600))
+    }
 }
 
 /// How to talk to remotes.
@@ -164,7 +170,7 @@ extension Store {
                 return try body()
             } catch let e as GitError {
                 if e.isTransient && attempt < policy.attempts {
-                    usleep(UInt32(min(delay, policy.maxDelay) * 1_000_000))
+                    RetryPolicy.pause(min(delay, policy.maxDelay))
                     delay = min(delay * 2, policy.maxDelay)
                     attempt += 1
                     continue
@@ -324,7 +330,7 @@ extension Store {
                     break
                 } catch let e as GitError {
                     if e.isTransient && attempt < sync.retry.attempts {
-                        usleep(UInt32(min(delay, sync.retry.maxDelay) * 1_000_000)); delay *= 2; continue
+                        RetryPolicy.pause(min(delay, sync.retry.maxDelay)); delay *= 2; continue
                     }
                     throw ChatSyncError.remote("clone \(url): \(e.message)")
                 }
