@@ -159,6 +159,28 @@ final class SyncTests: XCTestCase {
         try assertRefused(a, field: "title") { _ = try a.resolveConflict(open.id, take: .value, value: .string(String(repeating: "x", count: 300))) }
         _ = try a.resolveConflict(open.id, take: .value, value: .string("agreed"))
         XCTAssertEqual(try a.chat(chat.id).title, "agreed")
+
+        // null removes an optional field (written as the model writes it: left out, not null),
+        // and is refused for a field the document must have.
+        let mission = try a.createMission(userID: "u", name: "M")
+        _ = try a.sync(options: quickSync)
+        _ = try b.sync(options: quickSync)
+        _ = try a.updateChat(chat.id, patch: ["title": .string("A3")])
+        _ = try a.updateMission(mission.id, patch: ["status": .string("in_progress")])
+        usleep(3000)
+        _ = try b.updateChat(chat.id, patch: ["title": .string("B3")])
+        _ = try b.updateMission(mission.id, patch: ["status": .string("cancelled")])
+        _ = try a.sync(options: quickSync)
+        _ = try b.sync(options: quickSync)
+        let open3 = try b.conflicts(includeResolved: false)
+        let titleConflict = try XCTUnwrap(open3.first { $0.field == "title" })
+        let statusConflict = try XCTUnwrap(open3.first { $0.field == "status" })
+        try assertRefused(b, field: "value") { _ = try b.resolveConflict(statusConflict.id, take: .value, value: .null) }
+        _ = try b.resolveConflict(titleConflict.id, take: .value, value: .null)
+        XCTAssertNil(try b.chat(chat.id).title)
+        let file = try git(b.path, "show", "HEAD:" + titleConflict.path).out
+        XCTAssertFalse(file.contains("null"), file)
+        XCTAssertTrue(try b.verify().ok)
     }
 
     func testAPushTheServerRejectsFailsClearlyAndTheStoreIsUnharmed() throws {

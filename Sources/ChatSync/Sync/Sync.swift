@@ -400,11 +400,14 @@ extension Store {
         }
     }
 
-    /// Writes a value into the conflicted field (or the whole document), validated like any change.
+    /// Writes a value into the conflicted field (or the whole document), validated like any
+    /// change and stored in the document's canonical form. `null` (or no value) removes the field,
+    /// which is refused for a field the document must have.
     private static func apply(_ value: JSONValue?, to record: ConflictRecord, _ tx: Transaction) throws {
+        let removing = value == nil || value == .null
         if record.field == "(document)" {
-            guard let value else { try tx.delete(record.path); return }
-            try putValidated(value, at: record.path, kind: record.documentType, tx)
+            if removing { try tx.delete(record.path); return }
+            try putValidated(value!, at: record.path, kind: record.documentType, tx)
             return
         }
         guard let data = try tx.data(at: record.path), case .object(var doc)? = data.withUnsafeBytes({ FastJSON.parse($0) }) else {
@@ -414,7 +417,7 @@ extension Store {
         func set(_ obj: inout [String: JSONValue], _ keys: ArraySlice<String>) {
             guard let first = keys.first else { return }
             if keys.count == 1 {
-                if let value { obj[first] = value } else { obj.removeValue(forKey: first) }
+                if removing { obj.removeValue(forKey: first) } else { obj[first] = value }
                 return
             }
             var inner = obj[first]?.objectValue ?? [:]
@@ -423,22 +426,30 @@ extension Store {
         }
         set(&doc, keys[...])
         if case .string? = doc["updated_at"] { doc["updated_at"] = .string(tx.now.rfc3339) }
-        try putValidated(.object(doc), at: record.path, kind: record.documentType, tx)
+        let stored = try putValidated(.object(doc), at: record.path, kind: record.documentType, tx)
+        if removing, keys.count == 1, case .object(let written)? = stored.withUnsafeBytes({ FastJSON.parse($0) }), written[keys[0]] != nil {
+            throw ChatSyncError.invalid(field: "value", rule: "null would remove \(record.field), which a \(record.documentType.rawValue) must have")
+        }
     }
 
-    private static func putValidated(_ value: JSONValue, at path: String, kind: DocumentKind, _ tx: Transaction) throws {
+    /// Checks a document like any input and stages it in its canonical form (so a `null` or a
+    /// field left to its default is written as the model writes it); returns the bytes staged.
+    @discardableResult
+    private static func putValidated(_ value: JSONValue, at path: String, kind: DocumentKind, _ tx: Transaction) throws -> Data {
         let data = CanonicalJSON.serialize(value)
-        func check<D: Document>(_ t: D.Type) throws { _ = try DocumentCoding.decodeInput(t, from: data, limits: tx.limits) }
+        func check<D: Document>(_ t: D.Type) throws -> Data { try DocumentCoding.encode(try DocumentCoding.decodeInput(t, from: data, limits: tx.limits)) }
+        let stored: Data
         switch kind {
-        case .session: try check(UserSession.self)
-        case .chat: try check(Chat.self)
-        case .message: try check(ChatMessage.self)
-        case .mission: try check(Mission.self)
-        case .hop: try check(Hop.self)
-        case .toolStep: try check(ToolStep.self)
-        case .asset: try check(Asset.self)
-        case .conflict: try check(ConflictRecord.self)
+        case .session: stored = try check(UserSession.self)
+        case .chat: stored = try check(Chat.self)
+        case .message: stored = try check(ChatMessage.self)
+        case .mission: stored = try check(Mission.self)
+        case .hop: stored = try check(Hop.self)
+        case .toolStep: stored = try check(ToolStep.self)
+        case .asset: stored = try check(Asset.self)
+        case .conflict: stored = try check(ConflictRecord.self)
         }
-        tx.putRaw(data, at: path)
+        tx.putRaw(stored, at: path)
+        return stored
     }
 }
