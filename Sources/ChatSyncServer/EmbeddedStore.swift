@@ -382,7 +382,7 @@ enum EmbeddedStore {
       "put": {
         "operationId": "updateSession",
         "summary": "Update a session",
-        "description": "Changes a session's fields (name, status, chat_id, mission_id, session_metadata); id, user_id, created_at, updated_at and last_activity_at cannot be changed. A chat_id or mission_id must name an existing document (404). Sets updated_at; one commit, or none when nothing changes.",
+        "description": "Changes a session's fields (name, status, chat_id, mission_id, session_metadata); id, user_id, created_at, updated_at and last_activity_at cannot be changed. A chat_id or mission_id must name an existing document (404). A status change follows the session lifecycle (active to completed, abandoned or archived; completed or abandoned to archived); others are 409. Sets updated_at; one commit, or none when nothing changes.",
         "tags": [
           "sessions"
         ],

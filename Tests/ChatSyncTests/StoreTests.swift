@@ -57,6 +57,14 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try store.commitCount(), before + 1)
         XCTAssertEqual(try store.archiveSession(c.id).status, .archived)
         try assertRefused(store, code: "conflict") { _ = try store.touchSession(c.id) }
+        // An update's status change follows the same lifecycle: no way back from archived, or
+        // from completed to active (the user would have two active sessions).
+        try assertRefused(store, code: "conflict") { _ = try store.updateSession(c.id, patch: ["status": .string("active")]) }
+        try assertRefused(store, code: "conflict") { _ = try store.updateSession(c.id, patch: ["status": .string("completed")]) }
+        let d = try store.createSession(userID: "u4")
+        XCTAssertEqual(try store.updateSession(d.id, patch: ["status": .string("completed")]).status, .completed)
+        try assertRefused(store, code: "conflict") { _ = try store.updateSession(d.id, patch: ["status": .string("active")]) }
+        XCTAssertEqual(try store.updateSession(d.id, patch: ["status": .string("archived")]).status, .archived)
     }
 
     func testAppendNumbersMessagesAndKeepsTimeOrder() throws {

@@ -88,6 +88,9 @@ extension Store {
         return try perform { tx in
             let old = try tx.require(UserSession.self, at: Layout.session(id), id: id)
             var s = try Patch.apply(patch, to: old, immutable: ["id", "user_id", "created_at", "updated_at", "last_activity_at"], limits: tx.limits)
+            if s.status != old.status, !Self.transitions.contains([old.status, s.status]) {
+                throw ChatSyncError.conflict("cannot change session \(id) from \(old.status.rawValue) to \(s.status.rawValue): a session goes from active to completed, abandoned or archived, and from completed or abandoned to archived")
+            }
             if s.chatID != old.chatID { _ = try tx.require(Chat.self, at: Layout.chat(s.chatID), id: s.chatID) }
             if let m = s.missionID, m != old.missionID { _ = try tx.require(Mission.self, at: Layout.mission(m), id: m) }
             if s == old { return old }
@@ -97,6 +100,10 @@ extension Store {
             return s
         }
     }
+
+    /// The status changes a session may make (the lifecycle verbs' and an update's).
+    static let transitions: Set<[SessionStatus]> = [[.active, .completed], [.active, .abandoned], [.active, .archived],
+                                                    [.completed, .archived], [.abandoned, .archived]]
 
     /// Links a mission to a session.
     public func linkMission(sessionID: String, missionID: String) throws -> UserSession {
@@ -126,7 +133,7 @@ extension Store {
         return try perform { tx in
             var s = try tx.require(UserSession.self, at: Layout.session(id), id: id)
             guard allowedFrom.contains(s.status) else {
-                throw ChatSyncError.conflict("cannot \(verb) session \(id): it is \(s.status.rawValue)")
+                throw ChatSyncError.conflict("cannot \(status == nil ? "record activity on" : verb) session \(id): it is \(s.status.rawValue)")
             }
             if let status { s.status = status } else { s.lastActivityAt = max(tx.now, s.lastActivityAt) }
             s.updatedAt = max(tx.now, s.updatedAt)
