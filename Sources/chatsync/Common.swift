@@ -23,20 +23,25 @@ struct GlobalOptions: ParsableArguments {
         return (base + "/chatsync/store", true)
     }
 
-    func storeOptions() -> StoreOptions {
+    func storeOptions() throws -> StoreOptions {
         var o = StoreOptions()
         o.durable = !noFsync
         let env = ProcessInfo.processInfo.environment
         if let name = env["CHATSYNC_AUTHOR_NAME"], let email = env["CHATSYNC_AUTHOR_EMAIL"], !name.isEmpty, !email.isEmpty {
             o.identity = Identity(name: name, email: email)
         }
-        if let limit = env["CHATSYNC_MAX_CONTENT_BYTES"], let n = Int(limit), n > 0 { o.limits.maxContentBytes = n }
+        if let limit = env["CHATSYNC_MAX_CONTENT_BYTES"] {
+            guard let n = Int(limit.trimmingCharacters(in: .whitespaces)), n > 0 else {
+                throw ChatSyncError.invalid(field: "CHATSYNC_MAX_CONTENT_BYTES", rule: "must be a whole number of bytes above 0, got \"\(limit)\"")
+            }
+            o.limits.maxContentBytes = n
+        }
         return o
     }
 
     func openStore(create: Bool = false) throws -> Store {
         let (path, isDefault) = storeLocation()
-        return try Store.open(at: path, options: storeOptions(), create: create || isDefault)
+        return try Store.open(at: path, options: try storeOptions(), create: create || isDefault)
     }
 
     /// Opens the store, runs `body`, and turns errors into a message on stderr and exit code 1.

@@ -21,8 +21,10 @@ struct ServeCommand: AsyncParsableCommand {
     func run() async throws {
         var config = ServerConfiguration(host: host, port: port,
                                          token: token ?? ProcessInfo.processInfo.environment["CHATSYNC_TOKEN"].flatMap { $0.isEmpty ? nil : $0 })
-        config.maxBodyBytes = max(4 << 20, global.storeOptions().limits.maxContentBytes * 2 + (64 << 10))
-        do { try config.validate() } catch { global.report(error); throw ExitCode(1) }
+        do {
+            config.maxBodyBytes = max(4 << 20, try global.storeOptions().limits.maxContentBytes * 2 + (64 << 10))
+            try config.validate()
+        } catch { global.report(error); throw ExitCode(1) }
         let store: Store
         do { store = try global.openStore() } catch { global.report(error); throw ExitCode(1) }
         defer { store.close() }

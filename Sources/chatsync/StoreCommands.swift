@@ -10,16 +10,37 @@ struct InitCommand: ParsableCommand {
     @Option(help: "A sample bundle to load instead of Samples/sample-data.json.") var samplesFile: String?
 
     func run() throws {
+        // The samples are read before anything is made: a bad --samples-file creates no store.
+        let bundle: (data: Data, path: String)? = try validated(global) {
+            guard samples || samplesFile != nil else { return nil }
+            guard let path = samplesFile ?? Self.findSamples() else {
+                throw ChatSyncError.invalid(field: "samples-file", rule: "Samples/sample-data.json was not found next to this program; give --samples-file PATH")
+            }
+            guard let data = FileManager.default.contents(atPath: path) else {
+                throw ChatSyncError.invalid(field: "samples-file", rule: "cannot read \(path)")
+            }
+            return (data, path)
+        }
+        let path = global.storeLocation().path
+        let folderExisted = FileManager.default.fileExists(atPath: path)
+        let storeExisted = FileManager.default.fileExists(atPath: path + "/.git")
         try global.run(create: true) { store in
             var loaded = 0
-            if samples || samplesFile != nil {
-                guard let path = samplesFile ?? Self.findSamples() else {
-                    throw ChatSyncError.invalid(field: "samples-file", rule: "Samples/sample-data.json was not found next to this program; give --samples-file PATH")
+            if let bundle {
+                do {
+                    loaded = try store.load(bundle.data, name: "samples")
+                } catch {
+                    // Samples that break the rules leave no half-made store behind.
+                    if !storeExisted {
+                        store.close()
+                        if folderExisted {
+                            for name in [".git", "chatsync.json"] { try? FileManager.default.removeItem(atPath: store.path + "/" + name) }
+                        } else {
+                            try? FileManager.default.removeItem(atPath: store.path)
+                        }
+                    }
+                    throw error
                 }
-                guard let data = FileManager.default.contents(atPath: path) else {
-                    throw ChatSyncError.invalid(field: "samples-file", rule: "cannot read \(path)")
-                }
-                loaded = try store.load(data, name: "samples")
             }
             try store.configureReadableDiffs(textconvCommand: textconvCommand())
             let head = try store.head()?.hex ?? "-"

@@ -54,7 +54,7 @@ struct CloneCommand: ParsableCommand {
         let sync = try validated(global) { try network.syncOptions(global) }
         do {
             let (path, _) = global.storeLocation()
-            let store = try Store.clone(from: url, to: path, options: global.storeOptions(), sync: sync)
+            let store = try Store.clone(from: url, to: path, options: try global.storeOptions(), sync: sync)
             defer { store.close() }
             try store.configureReadableDiffs(textconvCommand: textconvCommand())
             let head = try store.head()?.hex ?? "-"

@@ -187,6 +187,7 @@ final class CLITests: XCTestCase {
             (["session", "cleanup", "--idle-after", "999999999999d"], "idle-after", [:]),
             (["session", "cleanup", "--archive-after", "99999999999999999d"], "archive-after", [:]),
             (["pull", "--retry-delay", "1e300"], "retry-delay", [:]),
+            (["message", "add", id, "--role", "user", "--content", "x"], "CHATSYNC_MAX_CONTENT_BYTES", ["CHATSYNC_MAX_CONTENT_BYTES": "abc"]),
         ]
         for (args, field, env) in cases {
             let r = try cli(args + ["--json"], env: env)
@@ -207,6 +208,17 @@ final class CLITests: XCTestCase {
     }
 
     func testInitWithSamplesAndEveryCommandGroup() throws {
+        // Samples that cannot be read, or that break the rules: refused, and no store is made.
+        let bad = storeDir + "-bad.json"
+        try #"{"chats": [{"id": "c1", "user_id": " ", "created_at": "2026-11-18T16:02:10.000Z", "updated_at": "2026-11-18T16:02:10.000Z"}]}"#
+            .write(toFile: bad, atomically: true, encoding: .utf8)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: bad) }
+        for (file, field) in [(storeDir + "-missing.json", "samples-file"), (bad, "user_id")] {
+            let refused = try cli(["init", "--samples-file", file, "--json"])
+            XCTAssertEqual(refused.status, 1)
+            XCTAssertEqual(try JSONDecoder().decode(JSONValue.self, from: Data(refused.err.utf8))["error"]?["field"], .string(field), refused.err)
+            XCTAssertFalse(FileManager.default.fileExists(atPath: storeDir), "no store is left behind")
+        }
         let r = try cli(["init", "--samples"])
         XCTAssertEqual(r.status, 0, r.err)
         XCTAssertTrue(r.out.contains("loaded"), r.out)
