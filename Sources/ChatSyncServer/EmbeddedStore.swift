@@ -3067,7 +3067,7 @@ enum EmbeddedStore {
           "sequence_order": {
             "type": "integer",
             "minimum": 1,
-            "description": "The position to insert at, 1 = first; default: after the last hop."
+            "description": "The position to insert at, from 1 (first) to the number of hops + 1 (last; the default); others are 400."
           },
           "hop_metadata": {
             "type": "object",
@@ -3132,7 +3132,7 @@ enum EmbeddedStore {
           "sequence_order": {
             "type": "integer",
             "minimum": 1,
-            "description": "The position to insert at, 1 = first; default: after the last step."
+            "description": "The position to insert at, from 1 (first) to the number of tool steps + 1 (last; the default); others are 400."
           },
           "id": {
             "$ref": "schemas/common.schema.json#/$defs/id",

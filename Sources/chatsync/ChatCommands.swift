@@ -84,6 +84,9 @@ struct MessageCommand: ParsableCommand {
         func run() throws {
             let (r, text, meta) = try validated(global) { () -> (MessageRole, String, JSONValue?) in
                 let r = try MessageRole.parse(role, field: "role")
+                if content != nil && contentFile != nil {
+                    throw ChatSyncError.invalid(field: "content-file", rule: "give --content or --content-file, not both")
+                }
                 let text: String
                 if let content {
                     text = content

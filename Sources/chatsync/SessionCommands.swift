@@ -78,6 +78,7 @@ struct SessionCommand: ParsableCommand {
                 p.set("name", name)
                 if let status { p.set("status", try SessionStatus.parse(status, field: "status").rawValue) }
                 p.set("chat_id", chat)
+                if noMission && mission != nil { throw ChatSyncError.invalid(field: "no-mission", rule: "give --mission or --no-mission, not both") }
                 p.set("mission_id", mission)
                 if noMission { p.clear("mission_id") }
                 p.set("session_metadata", try parseObject(metadata, field: "session_metadata"))

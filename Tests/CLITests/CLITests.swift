@@ -187,6 +187,8 @@ final class CLITests: XCTestCase {
             (["session", "cleanup", "--idle-after", "999999999999d"], "idle-after", [:]),
             (["session", "cleanup", "--archive-after", "99999999999999999d"], "archive-after", [:]),
             (["pull", "--retry-delay", "1e300"], "retry-delay", [:]),
+            (["message", "add", id, "--role", "user", "--content", "x", "--content-file", "/etc/hostname"], "content-file", [:]),
+            (["session", "update", sid, "--mission", "m", "--no-mission"], "no-mission", [:]),
             (["message", "add", id, "--role", "user", "--content", "x"], "CHATSYNC_MAX_CONTENT_BYTES", ["CHATSYNC_MAX_CONTENT_BYTES": "abc"]),
         ]
         for (args, field, env) in cases {

@@ -328,6 +328,10 @@ final class StoreTests: XCTestCase {
         let h0 = try store.addHop(missionID: m.id, name: "Plan", sequenceOrder: 1)
         XCTAssertEqual(try store.listHops(missionID: m.id).map(\.name), ["Plan", "Collect", "Plot"])
         XCTAssertEqual(try store.listHops(missionID: m.id).map(\.sequenceOrder), [1, 2, 3])
+        // A position past the end (or before the start) is refused, not moved to the end.
+        try assertRefused(store, field: "sequence_order") { _ = try store.addHop(missionID: m.id, name: "Far", sequenceOrder: 5) }
+        try assertRefused(store, field: "sequence_order") { _ = try store.addHop(missionID: m.id, name: "Before", sequenceOrder: 0) }
+        try assertRefused(store, field: "sequence_order") { _ = try store.addToolStep(hopID: h1.id, toolID: "sql", name: "far", sequenceOrder: 2) }
         _ = try store.reorderHops(missionID: m.id, order: [h2.id, h1.id, h0.id])
         XCTAssertEqual(try store.listHops(missionID: m.id).map(\.id), [h2.id, h1.id, h0.id])
         try assertRefused(store, field: "order") { _ = try store.reorderHops(missionID: m.id, order: [h2.id, h1.id]) }

@@ -155,7 +155,10 @@ extension Store {
             let mission = try tx.require(Mission.self, at: Layout.mission(missionID), id: missionID)
             guard try tx.locateHop(id) == nil else { throw ChatSyncError.conflict("hop \(id) already exists") }
             var hops = try tx.hops(of: missionID)
-            let position = min(max((sequenceOrder ?? hops.count + 1) - 1, 0), hops.count)
+            if let s = sequenceOrder, s > hops.count + 1 {
+                throw ChatSyncError.invalid(field: "sequence_order", rule: "must be from 1 to \(hops.count + 1) (the mission has \(hops.count) hop(s)), got \(s)")
+            }
+            let position = (sequenceOrder ?? hops.count + 1) - 1
             let hop = Hop(id: id, missionID: missionID, userID: userID ?? mission.userID, sequenceOrder: position + 1, name: name,
                           description: description, goal: goal, successCriteria: successCriteria, rationale: rationale,
                           status: status, isFinal: isFinal, hopMetadata: metadata, createdAt: tx.now, updatedAt: tx.now)
@@ -265,7 +268,10 @@ extension Store {
             let (loc, hop) = try tx.requireHop(hopID)
             guard try tx.locateStep(id) == nil else { throw ChatSyncError.conflict("tool step \(id) already exists") }
             var steps = try tx.steps(of: loc.missionID, hopID)
-            let position = min(max((sequenceOrder ?? steps.count + 1) - 1, 0), steps.count)
+            if let s = sequenceOrder, s > steps.count + 1 {
+                throw ChatSyncError.invalid(field: "sequence_order", rule: "must be from 1 to \(steps.count + 1) (the hop has \(steps.count) tool step(s)), got \(s)")
+            }
+            let position = (sequenceOrder ?? steps.count + 1) - 1
             let step = ToolStep(id: id, hopID: hopID, toolID: toolID, userID: userID ?? hop.userID, sequenceOrder: position + 1,
                                 name: name, description: description, status: status, parameterMapping: parameterMapping,
                                 resultMapping: resultMapping, resourceConfigs: resourceConfigs, createdAt: tx.now, updatedAt: tx.now)
