@@ -183,6 +183,49 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(try b.verify().ok)
     }
 
+    func testWhatARemoteBringsIsCheckedBeforeItIsMerged() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let chat = try origin.createChat(userID: "u", title: "T")
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let a = try clone(self, bare, "a")
+        // Someone edits the chat with plain git, breaking two rules (a 300-character title, an
+        // unknown field), and pushes; a's pull refuses it, naming the file and the rule.
+        let hand = freshPath(self, "hand")
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "clone", "-q", bare, hand).status, 0)
+        let path = Layout.chat(chat.id)
+        var text = try String(contentsOfFile: hand + "/" + path, encoding: .utf8)
+        text = text.replacingOccurrences(of: "\"title\": \"T\"", with: "\"title\": \"\(String(repeating: "t", count: 300))\",\n  \"zzz\": 1")
+        try text.write(toFile: hand + "/" + path, atomically: true, encoding: .utf8)
+        XCTAssertEqual(try git(hand, "commit", "-qam", "by hand").status, 0)
+        XCTAssertEqual(try git(hand, "push", "-q", "origin", "main").status, 0)
+        let before = try a.commitCount(), head = try a.head()
+        XCTAssertThrowsError(try a.pull(options: quickSync)) { error in
+            XCTAssertEqual((error as? ChatSyncError)?.code, "remote_error")
+            XCTAssertTrue("\(error)".contains(path) && "\(error)".contains("title"), "\(error)")
+        }
+        XCTAssertEqual(try a.commitCount(), before)
+        XCTAssertEqual(try a.head(), head)
+        XCTAssertTrue(try a.verify().ok)
+
+        // A remote that is not a chatsync store is refused even when unrelated histories are allowed.
+        let plain = freshPath(self, "plain")
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "-b", "main", plain).status, 0)
+        try "x\n".write(toFile: plain + "/f.txt", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try git(plain, "add", "f.txt").status, 0)
+        XCTAssertEqual(try git(plain, "commit", "-qm", "not a store").status, 0)
+        try a.addRemote("plain", url: plain)
+        var unrelated = quickSync
+        unrelated.allowUnrelatedHistories = true
+        XCTAssertThrowsError(try a.pull("plain", options: unrelated)) { error in
+            XCTAssertTrue("\(error)".contains("not a chatsync store"), "\(error)")
+        }
+        XCTAssertEqual(try a.head(), head)
+        XCTAssertTrue(try a.verify().ok)
+    }
+
     func testAPushTheServerRejectsFailsClearlyAndTheStoreIsUnharmed() throws {
         let daemon = try GitDaemon(test: self)
         let url = try daemon.makeRepository("guarded")

@@ -45,47 +45,20 @@ extension Store {
             var sessions: [UserSession] = [], chats: Set<String> = [], missions: [String: Mission] = [:]
             var hopsByMission: [String: [Hop]] = [:], stepsByHop: [String: [ToolStep]] = [:]
             var messagesByChat: [String: [ChatMessage]] = [:], assets: [(String, Asset)] = []
-            func check<D: Document>(_ type: D.Type, _ path: String, _ data: Data, id: String) -> D? {
-                do {
-                    let d = try DocumentCoding.decodeInput(type, from: data, limits: options.limits)
-                    guard d.id == id else { problem(path, "id \"\(d.id)\" does not match its file name \(id)"); return nil }
-                    if (try? DocumentCoding.encode(d)) != data { problem(path, "is not in canonical form (sorted keys, pretty-printed, trailing newline)") }
-                    counts[D.kind.rawValue, default: 0] += 1
-                    return d
-                } catch {
-                    problem(path, "\(error)")
-                    return nil
-                }
-            }
             for (path, (loc, data)) in docs.sorted(by: { $0.key < $1.key }) {
-                switch loc {
-                case .marker:
-                    if (try? snap.decoder.decode(FormatMarker.self, from: data))?.format != Layout.formatName { problem(path, "is not a format marker") }
-                case .session(let id):
-                    if let s = check(UserSession.self, path, data, id: id) { sessions.append(s) }
-                case .chat(let id):
-                    if check(Chat.self, path, data, id: id) != nil { chats.insert(id) }
-                case .message(let chatID, let id):
-                    if let m = check(ChatMessage.self, path, data, id: id) {
-                        if m.chatID != chatID { problem(path, "chat_id \(m.chatID) does not match its chat folder \(chatID)") }
-                        messagesByChat[chatID, default: []].append(m)
-                    }
-                case .mission(let id):
-                    if let m = check(Mission.self, path, data, id: id) { missions[id] = m }
-                case .hop(let missionID, let id):
-                    if let h = check(Hop.self, path, data, id: id) {
-                        if h.missionID != missionID { problem(path, "mission_id \(h.missionID) does not match its mission folder \(missionID)") }
-                        hopsByMission[missionID, default: []].append(h)
-                    }
-                case .toolStep(_, let hopID, let id):
-                    if let s = check(ToolStep.self, path, data, id: id) {
-                        if s.hopID != hopID { problem(path, "hop_id \(s.hopID) does not match its hop folder \(hopID)") }
-                        stepsByHop[hopID, default: []].append(s)
-                    }
-                case .asset(let id):
-                    if let a = check(Asset.self, path, data, id: id) { assets.append((path, a)) }
-                case .conflict(let id):
-                    _ = check(ConflictRecord.self, path, data, id: id)
+                let (doc, found) = Self.inspect(loc, data, limits: options.limits)
+                for text in found { problem(path, text) }
+                guard let doc else { continue }
+                counts[type(of: doc).kind.rawValue, default: 0] += 1
+                switch (loc, doc) {
+                case (_, let s as UserSession): sessions.append(s)
+                case (.chat(let id), is Chat): chats.insert(id)
+                case (.message(let chatID, _), let m as ChatMessage): messagesByChat[chatID, default: []].append(m)
+                case (.mission(let id), let m as Mission): missions[id] = m
+                case (.hop(let missionID, _), let h as Hop): hopsByMission[missionID, default: []].append(h)
+                case (.toolStep(_, let hopID, _), let t as ToolStep): stepsByHop[hopID, default: []].append(t)
+                case (_, let a as Asset): assets.append((path, a))
+                default: break
                 }
             }
             for s in sessions {
@@ -119,5 +92,72 @@ extension Store {
             }
             return VerifyReport(commit: snap.commit?.hex, documents: counts, problems: problems.sorted { ($0.path, $0.problem) < ($1.path, $1.problem) })
         }
+    }
+
+    /// Checks one file where the layout puts a document: valid like any input (all fields, all
+    /// rules), its id its file name's, its parent its folder's, its bytes canonical. Returns the
+    /// document when it could be read (nil for the format marker), and the problems found.
+    static func inspect(_ loc: Layout.Location, _ data: Data, limits: DocumentLimits) -> (document: (any Document)?, problems: [String]) {
+        var problems: [String] = []
+        func check<D: Document>(_ type: D.Type, id: String) -> D? {
+            do {
+                let d = try DocumentCoding.decodeInput(type, from: data, limits: limits)
+                guard d.id == id else { problems.append("id \"\(d.id)\" does not match its file name \(id)"); return nil }
+                if (try? DocumentCoding.encode(d)) != data { problems.append("is not in canonical form (sorted keys, pretty-printed, trailing newline)") }
+                return d
+            } catch {
+                problems.append("\(error)")
+                return nil
+            }
+        }
+        let doc: (any Document)?
+        switch loc {
+        case .marker:
+            if (try? DocumentCoding.makeDecoder().decode(FormatMarker.self, from: data))?.format != Layout.formatName { problems.append("is not a format marker") }
+            doc = nil
+        case .session(let id): doc = check(UserSession.self, id: id)
+        case .chat(let id): doc = check(Chat.self, id: id)
+        case .message(let chatID, let id):
+            let m = check(ChatMessage.self, id: id)
+            if let m, m.chatID != chatID { problems.append("chat_id \(m.chatID) does not match its chat folder \(chatID)") }
+            doc = m
+        case .mission(let id): doc = check(Mission.self, id: id)
+        case .hop(let missionID, let id):
+            let h = check(Hop.self, id: id)
+            if let h, h.missionID != missionID { problems.append("mission_id \(h.missionID) does not match its mission folder \(missionID)") }
+            doc = h
+        case .toolStep(_, let hopID, let id):
+            let t = check(ToolStep.self, id: id)
+            if let t, t.hopID != hopID { problems.append("hop_id \(t.hopID) does not match its hop folder \(hopID)") }
+            doc = t
+        case .asset(let id): doc = check(Asset.self, id: id)
+        case .conflict(let id): doc = check(ConflictRecord.self, id: id)
+        }
+        return (doc, problems)
+    }
+
+    /// What a remote's commit `theirs` would bring that breaks the format, before it is merged:
+    /// the format marker must be there, and every file it adds or changes against `base` (the
+    /// common commit; everything when there is none) must be a valid document where the layout
+    /// puts it. References between documents are not checked here (the merge settles them).
+    func incomingProblems(_ repo: Repository, theirs: OID, base: OID?) throws -> [VerifyProblem] {
+        let tree = try wrapGit { try repo.commit(theirs).tree }
+        let baseTree = try base.map { b in try wrapGit { try repo.commit(b).tree } }
+        var problems: [VerifyProblem] = []
+        if try wrapGit({ try repo.entry(in: tree, path: Layout.marker) }) == nil {
+            problems.append(VerifyProblem(path: Layout.marker, problem: "missing: not a chatsync store"))
+        }
+        for change in try wrapGit({ try repo.diff(from: baseTree, to: tree) }) where change.status != .deleted {
+            if change.path.hasPrefix(".") || change.path.contains("/.") { continue }
+            guard let loc = Layout.locate(change.path) else {
+                problems.append(VerifyProblem(path: change.path, problem: "is not where the layout puts any document")); continue
+            }
+            guard let oid = change.newOID else { continue }
+            let data = try wrapGit { try repo.withBlob(oid) { Data($0) } }
+            for text in Self.inspect(loc, data, limits: options.limits).problems {
+                problems.append(VerifyProblem(path: change.path, problem: text))
+            }
+        }
+        return problems
     }
 }

@@ -211,13 +211,23 @@ extension Store {
             var r = SyncReport(remote: remote)
             let repo = tx.base.repo
             tx.origin = .remote
+            // What comes in is checked like any write, before anything is merged.
+            let common = try tx.base.commit.flatMap { try repo.mergeBase($0, theirs) }
+            if common != theirs {
+                let problems = try self.incomingProblems(repo, theirs: theirs, base: common)
+                if !problems.isEmpty {
+                    let shown = problems.prefix(5).map(\.description).joined(separator: "; ")
+                    throw ChatSyncError.remote("\(remote) (\(theirs.short)) brings what a chatsync store may not hold, so nothing was merged: \(shown)"
+                                               + (problems.count > 5 ? "; and \(problems.count - 5) more" : ""))
+                }
+            }
             guard let ours = tx.base.commit else {
                 tx.fastForward = theirs
                 r.fastForward = true
                 r.mergedCommits = try repo.walk(from: theirs).count
                 return r
             }
-            let base = try repo.mergeBase(ours, theirs)
+            let base = common
             if base == theirs { return r }  // already have it
             if base == nil && !allowUnrelatedHistories {
                 throw ChatSyncError.conflict("the store and \(remote) have unrelated histories (no common commit): they were initialised separately; clone one from the other, or merge them on purpose with --allow-unrelated-histories")
