@@ -514,6 +514,7 @@ final class StoreTests: XCTestCase {
         }
         XCTAssertThrowsError(try Store.open(at: dir, create: true)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "bad_store") }
         XCTAssertEqual(try state(), before)
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.git/chatsync"), "no file of chatsync's is made in it")
         // A branch main whose tree is not a store's, and whose index is behind it (as a fetch
         // leaves it): refused, and nothing is checked out.
         try git(dir, "branch", "-m", "master", "main")
@@ -526,6 +527,7 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try Store.open(at: dir)) { XCTAssertEqual(($0 as? ChatSyncError)?.code, "bad_store") }
         XCTAssertEqual(try state(), before)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/other.txt"))
+        XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/.git/chatsync"))
         try git(dir, "reset", "-q", "--hard", "main")
         try Data(#"{"format": "chatsync", "version": 99}"#.utf8).write(to: URL(fileURLWithPath: dir + "/chatsync.json"))
         try git(dir, "add", "-A")

@@ -107,25 +107,30 @@ public final class Store: @unchecked Sendable {
            let email = try? repo.configString("user.email", localOnly: true) {
             opts.identity = Identity(name: name, email: email)
         }
+        // What is not a store this chatsync can use is refused before anything is made in it
+        // (the writer's and the work tree's files).
+        let branchRef = "refs/heads/" + options.branch
+        let head = try wrapGit { try repo.referenceTarget(branchRef) }
+        if let head {
+            try checkFormat(repo, head: head, path: absolute, branch: options.branch)
+        } else {
+            // A repository without commits becomes a store; one with history elsewhere is not one.
+            let branches = try wrapGit { try repo.referenceNames(glob: "refs/heads/*") }
+            guard branches.isEmpty else {
+                let names = branches.map { $0.dropFirst("refs/heads/".count) }.sorted().joined(separator: ", ")
+                throw ChatSyncError.badStore("\(absolute) is a git repository without a branch \(options.branch) (it has \(names)): not a chatsync store")
+            }
+        }
         let store = try Store(path: absolute, options: opts, gitDir: repo.gitDir)
         store.clearStaleLocks()
-        do {
-            let head = try wrapGit { try repo.referenceTarget(store.branchRef) }
-            if head == nil {
-                // A repository without commits becomes a store; one with history elsewhere is not one.
-                let branches = try wrapGit { try repo.referenceNames(glob: "refs/heads/*") }
-                guard branches.isEmpty else {
-                    let names = branches.map { $0.dropFirst("refs/heads/".count) }.sorted().joined(separator: ", ")
-                    throw ChatSyncError.badStore("\(absolute) is a git repository without a branch \(options.branch) (it has \(names)): not a chatsync store")
-                }
+        if head == nil {
+            do {
                 try store.writeMarker()
+            } catch {
+                store.writer.stop()
+                store.follower.stop(sync: false)
+                throw error
             }
-            try store.checkFormat()
-        } catch {
-            // Not a store this chatsync can use: leave its branches, index and work tree untouched.
-            store.writer.stop()
-            store.follower.stop(sync: false)
-            throw error
         }
         return store
     }
@@ -176,17 +181,18 @@ public final class Store: @unchecked Sendable {
         }
     }
 
-    private func checkFormat() throws {
-        try read { snap in
-            guard let data = try snap.data(at: Layout.marker) else {
-                throw ChatSyncError.badStore("\(path) is a git repository but not a chatsync store (no \(Layout.marker) on \(options.branch))")
-            }
-            guard let marker = try? snap.decoder.decode(FormatMarker.self, from: data), marker.format == Layout.formatName else {
-                throw ChatSyncError.badStore("\(Layout.marker) is not a chatsync format marker")
-            }
-            guard marker.version <= Layout.formatVersion else {
-                throw ChatSyncError.badStore("format version \(marker.version) is newer than this chatsync understands (\(Layout.formatVersion)); upgrade chatsync")
-            }
+    /// Refuses a branch whose tip has no format marker, or a marker of a newer version.
+    private static func checkFormat(_ repo: Repository, head: OID, path: String, branch: String) throws {
+        let tree = try wrapGit { try repo.commit(head).tree }
+        guard let entry = try wrapGit({ try repo.entry(in: tree, path: Layout.marker) }), entry.kind == .blob else {
+            throw ChatSyncError.badStore("\(path) is a git repository but not a chatsync store (no \(Layout.marker) on \(branch))")
+        }
+        let data = try wrapGit { try repo.withBlob(entry.oid) { Data($0) } }
+        guard let marker = try? DocumentCoding.makeDecoder().decode(FormatMarker.self, from: data), marker.format == Layout.formatName else {
+            throw ChatSyncError.badStore("\(Layout.marker) is not a chatsync format marker")
+        }
+        guard marker.version <= Layout.formatVersion else {
+            throw ChatSyncError.badStore("format version \(marker.version) is newer than this chatsync understands (\(Layout.formatVersion)); upgrade chatsync")
         }
     }
 
