@@ -19,5 +19,34 @@ struct ChatSyncCommand: AsyncParsableCommand {
             TextconvCommand.self, VerifyCommand.self, CompactCommand.self,
         ]
     )
+
+    /// Runs the command. Arguments that do not parse are bad input like any other: exit code 1
+    /// (not ArgumentParser's 64) and, with `--json`, the error as JSON naming the option.
+    static func main() async {
+        do {
+            var command = try parseAsRoot()
+            if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
+        } catch {
+            if error is ExitCode || exitCode(for: error) == .success { exit(withError: error) }
+            let message = message(for: error)
+            if CommandLine.arguments.contains("--json") {
+                var body: [String: JSONValue] = ["code": .string("invalid_input"), "message": .string(message)]
+                if let field = usageField(message) { body["field"] = .string(field) }
+                FileHandle.standardError.write(Data((JSONValue.object(["error": .object(body)]).compactText + "\n").utf8))
+            } else {
+                FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
+            }
+            Foundation.exit(1)
+        }
+    }
+
+    /// The option or argument a usage error names (`… for '--limit <limit>'` → `limit`).
+    static func usageField(_ message: String) -> String? {
+        let quoted = message.split(separator: "'", omittingEmptySubsequences: false).enumerated()
+            .filter { $0.offset % 2 == 1 }.map(\.element)
+        guard let name = quoted.last(where: { $0.hasPrefix("-") || $0.hasPrefix("<") }) ?? quoted.first else { return nil }
+        let field = name.prefix { $0 != " " && $0 != "=" }.drop { $0 == "-" || $0 == "<" }.prefix { $0 != ">" }
+        return field.isEmpty ? nil : String(field)
+    }
 }
 

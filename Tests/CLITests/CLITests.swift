@@ -199,6 +199,16 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(err["error"]?["field"], .string(field), "\(args): \(r.err)")
             XCTAssertEqual(err["error"]?["code"], .string("invalid_input"), "\(args): \(r.err)")
         }
+        // Arguments that do not parse: exit 1 and the option named, like any bad input.
+        for (args, field) in [(["message", "list", id, "--limit", "abc"], "limit"), (["message", "list", id, "--bogus"], "bogus"),
+                              (["message", "add", "--role", "user"], "chat-id")] {
+            let r = try cli(args + ["--json"])
+            XCTAssertEqual(r.status, 1, "\(args)")
+            let err = try JSONDecoder().decode(JSONValue.self, from: Data(r.err.utf8))
+            XCTAssertEqual(err["error"]?["field"], .string(field), "\(args): \(r.err)")
+        }
+        XCTAssertEqual(try cli(["message", "list", id, "--limit", "abc"]).status, 1)
+        XCTAssertEqual(try cli(["--help"]).status, 0)
         // Missing references: a clear not-found, no commit.
         let missing = try cli(["message", "add", "no-such-chat", "--role", "user", "--content", "x"])
         XCTAssertNotEqual(missing.status, 0)
