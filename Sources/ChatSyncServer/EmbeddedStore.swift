@@ -2704,7 +2704,7 @@ enum EmbeddedStore {
       },
       "Patch": {
         "type": "object",
-        "description": "A partial update: the document fields to change and their new values. A null value removes an optional field. Names must be fields of the document; immutable fields (id, created_at, updated_at, parent ids, sequence_order) are refused. The updated document is validated like a new one.",
+        "description": "A partial update: the document fields to change and their new values. A null value removes an optional field (null on a field the document always has, such as a status, is 400). Names must be fields of the document; immutable fields (id, created_at, updated_at, parent ids, sequence_order) are refused. The updated document is validated like a new one.",
         "additionalProperties": true
       },
       "ChatWithMessages": {

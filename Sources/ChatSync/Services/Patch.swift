@@ -18,7 +18,16 @@ enum Patch {
             if v == .null { fields.removeValue(forKey: k) } else { fields[k] = v }
         }
         let data = try DocumentCoding.encode(JSONValue.object(fields))
-        return try DocumentCoding.decodeInput(D.self, from: data, limits: limits)
+        let result = try DocumentCoding.decodeInput(D.self, from: data, limits: limits)
+        // null removes an optional field; a field the document always has (its default would
+        // silently come back) is refused.
+        let removed = patch.filter { $0.value == .null }.keys
+        if !removed.isEmpty, case .object(let written)? = try? DocumentCoding.makeDecoder().decode(JSONValue.self, from: DocumentCoding.encode(result)) {
+            for key in removed.sorted() where written[key] != nil {
+                throw ChatSyncError.invalid(field: key, rule: "cannot be removed (null): a \(D.kind.rawValue) always has it")
+            }
+        }
+        return result
     }
 }
 
