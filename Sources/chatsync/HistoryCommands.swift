@@ -103,7 +103,12 @@ struct ShowCommand: ParsableCommand {
             }
         }
         try global.run { store in
-            let commit = try store.resolve(revision).hex
+            let commit: String
+            do {
+                commit = try store.resolve(revision).hex
+            } catch ChatSyncError.invalid(field: "revision", let rule) where atDate != nil {
+                throw ChatSyncError.invalid(field: "at-date", rule: "must be a date like 2026-11-20 or \"2026-11-20 10:30\" (\(rule))")
+            }
             switch type {
             case "chat":
                 let c = try store.chatWithMessages(id, at: commit)

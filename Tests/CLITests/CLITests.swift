@@ -208,6 +208,20 @@ final class CLITests: XCTestCase {
             XCTAssertEqual(err["error"]?["field"], .string(field), "\(args): \(r.err)")
         }
         XCTAssertEqual(try cli(["message", "list", id, "--limit", "abc"]).status, 1)
+        // Revisions, dates, urls and store folders that cannot be: named, exit 1.
+        for (args, field) in [(["diff", "HEAD", "HEAD^{tree}"], "revision"), (["show", "chat", id, "--at-date", "notadate"], "at-date"),
+                              (["clone", "", "--store", storeDir + "-clone"], "url")] {
+            let r = try runTool(Self.binary, args + ["--json"] + (args.contains("--store") ? [] : ["--store", storeDir]))
+            XCTAssertEqual(r.status, 1, "\(args)")
+            let err = try JSONDecoder().decode(JSONValue.self, from: Data(r.err.utf8))
+            XCTAssertEqual(err["error"]?["field"], .string(field), "\(args): \(r.err)")
+        }
+        let file = storeDir + "-file"
+        try "x".write(toFile: file, atomically: true, encoding: .utf8)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: file) }
+        let onFile = try runTool(Self.binary, ["init", "--store", file])
+        XCTAssertEqual(onFile.status, 1)
+        XCTAssertTrue(onFile.err.contains("is a file"), onFile.err)
         XCTAssertEqual(try cli(["--help"]).status, 0)
         // Missing references: a clear not-found, no commit.
         let missing = try cli(["message", "add", "no-such-chat", "--role", "user", "--content", "x"])

@@ -44,11 +44,16 @@ extension Store {
                 return try commit(before: date, on: branch.isEmpty ? branchRef : branch, repo)
             }
         }
+        let oid: OID
         do {
-            return try repo.revparse(revision)
+            oid = try repo.revparse(revision)
         } catch let e as GitError {
             throw ChatSyncError.invalid(field: "revision", rule: "\"\(revision)\" is not a revision of the store (\(e.message))")
         }
+        guard (try? repo.commit(oid)) != nil else {
+            throw ChatSyncError.invalid(field: "revision", rule: "\"\(revision)\" names a tree or a file, not a commit")
+        }
+        return oid
     }
 
     /// The last commit on `branch`'s first-parent chain at or before `date`.

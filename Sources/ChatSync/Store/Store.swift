@@ -89,6 +89,9 @@ public final class Store: @unchecked Sendable {
         var isDir: ObjCBool = false
         let gitExists = fm.fileExists(atPath: absolute + "/.git", isDirectory: &isDir)
         var made: [String] = []
+        if fm.fileExists(atPath: absolute, isDirectory: &isDir), !isDir.boolValue {
+            throw ChatSyncError.badStore("\(absolute) is a file, not a store's folder")
+        }
         if !gitExists {
             guard create else {
                 throw ChatSyncError.badStore("\(absolute) is not a chatsync store (no .git); create it with `chatsync init`")

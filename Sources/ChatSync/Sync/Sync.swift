@@ -322,8 +322,13 @@ extension Store {
                              sync: SyncOptions = SyncOptions()) throws -> Store {
         GitRuntime.initialize()
         GitRuntime.setFsync(options.durable)
+        guard !url.trimmingCharacters(in: .whitespaces).isEmpty else { throw ChatSyncError.invalid(field: "url", rule: "must not be empty") }
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         let fm = FileManager.default
+        var isDir: ObjCBool = false
+        if fm.fileExists(atPath: absolute, isDirectory: &isDir), !isDir.boolValue {
+            throw ChatSyncError.invalid(field: "store", rule: "\(absolute) is a file, not a folder")
+        }
         if fm.fileExists(atPath: absolute), let items = try? fm.contentsOfDirectory(atPath: absolute), !items.isEmpty {
             throw ChatSyncError.invalid(field: "store", rule: "\(absolute) exists and is not empty")
         }
