@@ -450,7 +450,15 @@ final class StoreTests: XCTestCase {
     func testVerifyReportsAHandCommittedBrokenDocument() throws {
         let store = try makeStore(self)
         let chat = try store.createChat(userID: "u")
+        let m1 = try store.appendMessage(chatID: chat.id, role: .user, content: "one")
+        let m2 = try store.appendMessage(chatID: chat.id, role: .user, content: "two")
         store.syncWorkTree()
+        // Two messages broken by hand: an unknown field, and valid JSON not in canonical form.
+        let p1 = store.path + "/" + Layout.message(chat.id, m1.id), p2 = store.path + "/" + Layout.message(chat.id, m2.id)
+        let text1 = try String(contentsOfFile: p1, encoding: .utf8)
+        try text1.replacingOccurrences(of: "\n}", with: ",\n  \"zzz\": 1\n}").write(toFile: p1, atomically: true, encoding: .utf8)
+        let text2 = try String(contentsOfFile: p2, encoding: .utf8)
+        try text2.replacingOccurrences(of: "\n  ", with: "").write(toFile: p2, atomically: true, encoding: .utf8)
         let path = store.path + "/" + Layout.chat(chat.id)
         try Data(#"{"id":"\#(chat.id)","user_id":"u","created_at":"nope","updated_at":"2026-11-20T10:00:00.000Z"}"#.utf8).write(to: URL(fileURLWithPath: path))
         try Data("{}".utf8).write(to: URL(fileURLWithPath: store.path + "/stray.json"))
@@ -460,6 +468,8 @@ final class StoreTests: XCTestCase {
         XCTAssertFalse(report.ok)
         XCTAssertTrue(report.problems.contains { $0.path == Layout.chat(chat.id) && $0.problem.contains("created_at") }, "\(report.problems)")
         XCTAssertTrue(report.problems.contains { $0.path == "stray.json" }, "\(report.problems)")
+        XCTAssertTrue(report.problems.contains { $0.path == Layout.message(chat.id, m1.id) && $0.problem.contains("zzz") }, "\(report.problems)")
+        XCTAssertTrue(report.problems.contains { $0.path == Layout.message(chat.id, m2.id) && $0.problem.contains("canonical") }, "\(report.problems)")
     }
 
     /// New ids are random version-4 UUIDs in lowercase (the id rule's form), none repeated.

@@ -118,7 +118,15 @@ extension Store {
         case .session(let id): doc = check(UserSession.self, id: id)
         case .chat(let id): doc = check(Chat.self, id: id)
         case .message(let chatID, let id):
-            let m = check(ChatMessage.self, id: id)
+            // Most documents are messages: a well-formed, canonical one is read without
+            // JSONDecoder (which reads the others and names their problems).
+            var m: ChatMessage?
+            if let fast = data.withUnsafeBytes({ ChatMessage.fastDecode($0) }), fast.id == id, (try? fast.validate(limits)) != nil,
+               (try? DocumentCoding.encode(fast)) == data {
+                m = fast
+            } else {
+                m = check(ChatMessage.self, id: id)
+            }
             if let m, m.chatID != chatID { problems.append("chat_id \(m.chatID) does not match its chat folder \(chatID)") }
             doc = m
         case .mission(let id): doc = check(Mission.self, id: id)
