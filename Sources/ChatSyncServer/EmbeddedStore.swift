@@ -814,7 +814,7 @@ enum EmbeddedStore {
       "put": {
         "operationId": "updateChat",
         "summary": "Update a chat",
-        "description": "Changes a chat's title and/or context_data (also user_id); id, created_at and updated_at cannot be changed. Sets updated_at; one commit, or none when nothing changes.",
+        "description": "Changes a chat's title and/or context_data; id, user_id (the owner), created_at and updated_at cannot be changed. Sets updated_at; one commit, or none when nothing changes.",
         "tags": [
           "chats"
         ],
@@ -1285,7 +1285,7 @@ enum EmbeddedStore {
       "put": {
         "operationId": "updateMission",
         "summary": "Update a mission",
-        "description": "Changes a mission's fields (name, description, goal, status, current_hop_id, success_criteria, mission_metadata, user_id); id, created_at and updated_at cannot be changed. current_hop_id must name one of the mission's hops. Sets updated_at; one commit, or none when nothing changes.",
+        "description": "Changes a mission's fields (name, description, goal, status, current_hop_id, success_criteria, mission_metadata); id, user_id (the owner), created_at and updated_at cannot be changed. current_hop_id must name one of the mission's hops. Sets updated_at; one commit, or none when nothing changes.",
         "tags": [
           "missions"
         ],
@@ -1683,7 +1683,7 @@ enum EmbeddedStore {
       "put": {
         "operationId": "updateHop",
         "summary": "Update a hop",
-        "description": "Changes a hop's fields; id, mission_id, sequence_order (use the order endpoint), created_at and updated_at cannot be changed. Sets updated_at; one commit, or none when nothing changes.",
+        "description": "Changes a hop's fields; id, mission_id, user_id, sequence_order (use the order endpoint), created_at and updated_at cannot be changed. Sets updated_at; one commit, or none when nothing changes.",
         "tags": [
           "missions"
         ],
@@ -2036,7 +2036,7 @@ enum EmbeddedStore {
       "put": {
         "operationId": "updateToolStep",
         "summary": "Update a tool step",
-        "description": "Changes a tool step's fields; id, hop_id, sequence_order (use the order endpoint), created_at and updated_at cannot be changed. Sets updated_at; one commit, or none when nothing changes.",
+        "description": "Changes a tool step's fields; id, hop_id, user_id, sequence_order (use the order endpoint), created_at and updated_at cannot be changed. Sets updated_at; one commit, or none when nothing changes.",
         "tags": [
           "missions"
         ],
@@ -2329,7 +2329,7 @@ enum EmbeddedStore {
       "put": {
         "operationId": "updateAsset",
         "summary": "Update an asset",
-        "description": "Changes an asset's fields; id, created_at and updated_at cannot be changed. A new scope must exist. Sets updated_at; one commit, or none when nothing changes.",
+        "description": "Changes an asset's fields; id, user_id, created_at and updated_at cannot be changed. A new scope must exist. Sets updated_at; one commit, or none when nothing changes.",
         "tags": [
           "assets"
         ],

@@ -113,6 +113,10 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(r21["title"], .string("New"))
             let r22 = try await client.call(.put, "/api/chats/\(chat)", #"{"titel": "typo"}"#)
             XCTAssertEqual(r22.errorField, "titel")
+            // The owner is not changed by an update (sessions and chats of a user stay together).
+            let r22a = try await client.call(.put, "/api/chats/\(chat)", #"{"user_id": "someone else"}"#)
+            XCTAssertEqual(r22a.status, 400)
+            XCTAssertEqual(r22a.errorField, "user_id")
             // null removes an optional field, and is refused for one a chat always has.
             let r22b = try await client.call(.put, "/api/chats/\(chat)", #"{"context_data": null}"#)
             XCTAssertEqual(r22b.status, 400)

@@ -54,7 +54,7 @@ extension Store {
         try Rules.id(id, "asset_id")
         return try perform { tx in
             let old = try tx.require(Asset.self, at: Layout.asset(id), id: id)
-            var a = try Patch.apply(patch, to: old, immutable: ["id", "created_at", "updated_at"], limits: tx.limits)
+            var a = try Patch.apply(patch, to: old, immutable: ["id", "user_id", "created_at", "updated_at"], limits: tx.limits)
             if a.scopeType != old.scopeType || a.scopeID != old.scopeID { try Self.checkScope(a.scopeType, a.scopeID, tx) }
             if a == old { return old }
             a.updatedAt = tx.now

@@ -59,7 +59,7 @@ extension Store {
         try Rules.id(id, "chat_id")
         return try perform { tx in
             let old = try tx.require(Chat.self, at: Layout.chat(id), id: id)
-            var chat = try Patch.apply(patch, to: old, immutable: ["id", "created_at", "updated_at"], limits: tx.limits)
+            var chat = try Patch.apply(patch, to: old, immutable: ["id", "user_id", "created_at", "updated_at"], limits: tx.limits)
             if chat == old { return old }
             chat.updatedAt = tx.now
             try tx.put(chat, at: Layout.chat(id))

@@ -104,7 +104,7 @@ extension Store {
         try Rules.id(id, "mission_id")
         return try perform { tx in
             let old = try tx.require(Mission.self, at: Layout.mission(id), id: id)
-            var m = try Patch.apply(patch, to: old, immutable: ["id", "created_at", "updated_at"], limits: tx.limits)
+            var m = try Patch.apply(patch, to: old, immutable: ["id", "user_id", "created_at", "updated_at"], limits: tx.limits)
             if let hop = m.currentHopID, try !tx.exists(Layout.hop(id, hop)) {
                 throw ChatSyncError.invalid(field: "current_hop_id", rule: "must be one of the mission's hops; \(hop) is not")
             }
@@ -199,7 +199,7 @@ extension Store {
         try Rules.id(id, "hop_id")
         return try perform { tx in
             let (loc, old) = try tx.requireHop(id)
-            var h = try Patch.apply(patch, to: old, immutable: ["id", "mission_id", "sequence_order", "created_at", "updated_at"], limits: tx.limits)
+            var h = try Patch.apply(patch, to: old, immutable: ["id", "user_id", "mission_id", "sequence_order", "created_at", "updated_at"], limits: tx.limits)
             if h == old { return old }
             h.updatedAt = tx.now
             try tx.put(h, at: Layout.hop(loc.missionID, id))
@@ -306,7 +306,7 @@ extension Store {
             guard let loc = try tx.locateStep(id) else { throw ChatSyncError.notFound(kind: "tool_step", id: id) }
             let path = Layout.step(loc.missionID, loc.hopID, id)
             let old = try tx.require(ToolStep.self, at: path, id: id)
-            var s = try Patch.apply(patch, to: old, immutable: ["id", "hop_id", "sequence_order", "created_at", "updated_at"], limits: tx.limits)
+            var s = try Patch.apply(patch, to: old, immutable: ["id", "user_id", "hop_id", "sequence_order", "created_at", "updated_at"], limits: tx.limits)
             if s.status != old.status {
                 if s.status == .executing && patch["started_at"] == nil { s.startedAt = tx.now }
                 if [.completed, .failed, .cancelled].contains(s.status) && patch["completed_at"] == nil { s.completedAt = tx.now }
