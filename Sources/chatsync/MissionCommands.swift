@@ -115,7 +115,7 @@ struct HopCommand: ParsableCommand {
         @Option var goal: String?
         @Option var rationale: String?
         @Option(help: "Repeat for each criterion.") var criterion: [String] = []
-        @Flag var final = false
+        @Flag(help: "This hop is the mission's last.") var final = false
         @Option(help: "Position (1 = first); default last.") var position: Int?
         @Option var id: String?
         func run() throws {
@@ -145,8 +145,8 @@ struct HopCommand: ParsableCommand {
         @OptionGroup var fields: DescribedFields
         @Option var goal: String?
         @Option var rationale: String?
-        @Option var final: Bool?
-        @Option var resolved: Bool?
+        @Option(help: "true or false: whether this hop is the mission's last.") var final: Bool?
+        @Option(help: "true or false: whether this hop is resolved.") var resolved: Bool?
         @Option var errorMessage: String?
         func run() throws {
             var p = PatchBuilder()
@@ -181,7 +181,7 @@ struct HopCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Put a mission's hops in the given order (every hop id, once).")
         @OptionGroup var global: GlobalOptions
         @Argument var missionID: String
-        @Argument var hopIDs: [String]
+        @Argument(help: ArgumentHelp("Every hop id of the mission, once, in the new order.", valueName: "hop-id")) var hopIDs: [String]
         func run() throws {
             try global.run { store in let l = try store.reorderHops(missionID: missionID, order: hopIDs); try global.emit(l, l.map(line).joined(separator: "\n")) }
         }
@@ -274,7 +274,7 @@ struct StepCommand: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "Put a hop's tool steps in the given order (every step id, once).")
         @OptionGroup var global: GlobalOptions
         @Argument var hopID: String
-        @Argument var stepIDs: [String]
+        @Argument(help: ArgumentHelp("Every tool step id of the hop, once, in the new order.", valueName: "step-id")) var stepIDs: [String]
         func run() throws {
             try global.run { store in let l = try store.reorderToolSteps(hopID: hopID, order: stepIDs); try global.emit(l, l.map(line).joined(separator: "\n")) }
         }

@@ -42,7 +42,8 @@ extension Store {
 
     /// Assets, newest first, filtered by scope and user.
     public func listAssets(scopeType: AssetScopeType? = nil, scopeID: String? = nil, userID: String? = nil) throws -> [Asset] {
-        try read { snap in
+        if let scopeID { try Rules.id(scopeID, "scope_id") }
+        return try read { snap in
             try snap.shardedDocuments(Asset.self, in: "assets")
                 .filter { (scopeType == nil || $0.scopeType == scopeType) && (scopeID == nil || $0.scopeID == scopeID)
                     && (userID == nil || $0.userID == userID) }
