@@ -143,10 +143,11 @@ public final class Repository: @unchecked Sendable {
         return made
     }
 
-    /// Fsyncs what creating this repository made, so that a crash cannot take it back under a
-    /// commit: `HEAD` and `config`, then at once the folders of objects, packs and branches, the
-    /// git folder, the work tree folder and the folder above each folder in `made` (from
-    /// `missingFolders`, taken before creating), which makes every new name durable.
+    /// Fsyncs what creating (or configuring) this repository made, so that a crash cannot take
+    /// it back under a commit: `HEAD` and `config` (libgit2 fsyncs neither), then at once the
+    /// folders of objects, packs and branches, the git folder, the work tree folder and the
+    /// folder above each folder in `made` (from `missingFolders`, taken before creating), which
+    /// makes every new name durable.
     public func syncCreated(made: [String]) throws {
         let git = gitDir
         try fsyncFiles([git + "HEAD", git + "config"])

@@ -21,13 +21,14 @@ struct ChatSyncCommand: AsyncParsableCommand {
     )
 
     /// Runs the command. Arguments that do not parse are bad input like any other: exit code 1
-    /// (not ArgumentParser's 64) and, with `--json`, the error as JSON naming the option.
+    /// (not ArgumentParser's 64) and, with `--json`, the error as JSON naming the option. Errors
+    /// of the command itself are its own (it reports them and exits 1).
     static func main() async {
+        var command: ParsableCommand
         do {
-            var command = try parseAsRoot()
-            if var command = command as? AsyncParsableCommand { try await command.run() } else { try command.run() }
+            command = try parseAsRoot()
         } catch {
-            if error is ExitCode || exitCode(for: error) == .success { exit(withError: error) }
+            if exitCode(for: error) == .success { exit(withError: error) }  // --help, --version
             let message = message(for: error)
             if CommandLine.arguments.contains("--json") {
                 var body: [String: JSONValue] = ["code": .string("invalid_input"), "message": .string(message)]
@@ -37,6 +38,11 @@ struct ChatSyncCommand: AsyncParsableCommand {
                 FileHandle.standardError.write(Data((fullMessage(for: error) + "\n").utf8))
             }
             Foundation.exit(1)
+        }
+        do {
+            if var asyncCommand = command as? AsyncParsableCommand { try await asyncCommand.run() } else { try command.run() }
+        } catch {
+            exit(withError: error)
         }
     }
 

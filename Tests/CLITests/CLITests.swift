@@ -11,6 +11,10 @@ func runTool(_ path: String, _ args: [String], env: [String: String] = [:]) thro
     var environment = ProcessInfo.processInfo.environment
     environment.removeValue(forKey: "CHATSYNC_STORE")
     environment.removeValue(forKey: "SSH_AUTH_SOCK")
+    // Credentials and trust come only from what a test gives.
+    for name in ["CHATSYNC_GIT_USERNAME", "CHATSYNC_GIT_PASSWORD", "CHATSYNC_SSH_KEY", "CHATSYNC_SSL_CA_FILE", "GIT_SSL_CAINFO"] {
+        environment.removeValue(forKey: name)
+    }
     for (k, v) in env { environment[k] = v }
     p.environment = environment
     let out = Pipe(), err = Pipe()

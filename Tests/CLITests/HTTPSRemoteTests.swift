@@ -57,7 +57,8 @@ final class HTTPSRemoteTests: XCTestCase {
             }
             usleep(20_000)
         }
-        throw XCTSkip("the https git server did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        XCTFail("the https git server did not start: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+        throw XCTSkip("no server")
     }
 
     /// The requests the server answered with 401 so far.
@@ -114,6 +115,13 @@ final class HTTPSRemoteTests: XCTestCase {
         XCTAssertTrue(r.err.contains("authentication"), r.err)
         XCTAssertFalse(FileManager.default.fileExists(atPath: dir + "/refused"))
         XCTAssertLessThanOrEqual(refusals() - refusedBefore, 3, "a refused password is not tried again and again")
+
+        // The authority file is for https remotes only: a push to a folder ignores it.
+        let local = dir + "/local.git"
+        XCTAssertEqual(try run("/usr/bin/git", ["init", "-q", "--bare", "--initial-branch=main", local]).status, 0)
+        XCTAssertEqual(try run(bin, ["remote", "add", "local", local, "--store", a]).status, 0)
+        r = try run(bin, ["push", "local", "--store", a], env: with(login, ["CHATSYNC_SSL_CA_FILE": dir + "/missing.pem"]))
+        XCTAssertEqual(r.status, 0, r.err)
 
         // The real thing. A pushes (authority from CHATSYNC_SSL_CA_FILE, password from the environment).
         let trustA = with(login, ["CHATSYNC_SSL_CA_FILE": trusted])

@@ -224,6 +224,28 @@ final class SyncTests: XCTestCase {
         }
         XCTAssertEqual(try a.head(), head)
         XCTAssertTrue(try a.verify().ok)
+
+        // A marker of a newer format is refused too (merged, it would lock this chatsync out).
+        XCTAssertEqual(try git(hand, "reset", "-q", "--hard", "HEAD~1").status, 0)
+        try #"{"format": "chatsync", "version": 99}"#.write(toFile: hand + "/chatsync.json", atomically: true, encoding: .utf8)
+        XCTAssertEqual(try git(hand, "commit", "-qam", "from the future").status, 0)
+        XCTAssertEqual(try git(hand, "push", "-q", "-f", "origin", "main").status, 0)
+        XCTAssertThrowsError(try a.pull(options: quickSync)) { XCTAssertTrue("\($0)".contains("newer"), "\($0)") }
+        XCTAssertEqual(try a.head(), head)
+
+        // The content size limit is each process's own: a replica that allows more does not stop
+        // the syncs of one that allows less.
+        XCTAssertEqual(try git(hand, "reset", "-q", "--hard", "HEAD~1").status, 0)
+        XCTAssertEqual(try git(hand, "push", "-q", "-f", "origin", "main").status, 0)
+        var small = StoreOptions()
+        small.limits.maxContentBytes = 10
+        let b = try Store.clone(from: bare, to: freshPath(self, "small"), options: small, sync: quickSync)
+        defer { b.close() }
+        _ = try a.fetch(options: quickSync)
+        _ = try a.appendMessage(chatID: chat.id, role: .assistant, content: String(repeating: "long ", count: 20))
+        _ = try a.push(options: quickSync)
+        XCTAssertEqual(try b.pull(options: quickSync).fastForward, true)
+        XCTAssertEqual(try b.listMessages(chatID: chat.id).count, 1)
     }
 
     func testAPushTheServerRejectsFailsClearlyAndTheStoreIsUnharmed() throws {

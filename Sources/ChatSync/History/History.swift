@@ -185,6 +185,8 @@ extension Store {
             // No cache: git would keep it as notes (`refs/notes/textconv/chatsync`), commits that
             // need an identity, so `git log -p` failed for a user git knew no name of.
             try wrapGit { try repo.setConfigString("diff.chatsync.cachetextconv", "false") }
+            // libgit2 does not fsync config: a crash must not leave it torn.
+            if options.durable { try wrapGit { try repo.syncCreated(made: []) } }
         }
     }
 }

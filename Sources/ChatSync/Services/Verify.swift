@@ -113,7 +113,11 @@ extension Store {
         let doc: (any Document)?
         switch loc {
         case .marker:
-            if (try? DocumentCoding.makeDecoder().decode(FormatMarker.self, from: data))?.format != Layout.formatName { problems.append("is not a format marker") }
+            let marker = try? DocumentCoding.makeDecoder().decode(FormatMarker.self, from: data)
+            if marker?.format != Layout.formatName { problems.append("is not a format marker") }
+            if let marker, marker.version > Layout.formatVersion {
+                problems.append("format version \(marker.version) is newer than this chatsync understands (\(Layout.formatVersion))")
+            }
             doc = nil
         case .session(let id): doc = check(UserSession.self, id: id)
         case .chat(let id): doc = check(Chat.self, id: id)
@@ -147,8 +151,12 @@ extension Store {
     /// What a remote's commit `theirs` would bring that breaks the format, before it is merged:
     /// the format marker must be there, and every file it adds or changes against `base` (the
     /// common commit; everything when there is none) must be a valid document where the layout
-    /// puts it. References between documents are not checked here (the merge settles them).
+    /// puts it. References between documents are not checked here (the merge settles them), nor
+    /// this process's content size limit (another replica may allow more: a limit of this
+    /// process must not stop its syncs).
     func incomingProblems(_ repo: Repository, theirs: OID, base: OID?) throws -> [VerifyProblem] {
+        var limits = options.limits
+        limits.maxContentBytes = Int.max
         let tree = try wrapGit { try repo.commit(theirs).tree }
         let baseTree = try base.map { b in try wrapGit { try repo.commit(b).tree } }
         var problems: [VerifyProblem] = []
@@ -156,13 +164,13 @@ extension Store {
             problems.append(VerifyProblem(path: Layout.marker, problem: "missing: not a chatsync store"))
         }
         for change in try wrapGit({ try repo.diff(from: baseTree, to: tree) }) where change.status != .deleted {
-            if change.path.hasPrefix(".") || change.path.contains("/.") { continue }
+            if change.path.hasPrefix(".") { continue }  // .gitattributes and other git files, as in verify
             guard let loc = Layout.locate(change.path) else {
                 problems.append(VerifyProblem(path: change.path, problem: "is not where the layout puts any document")); continue
             }
             guard let oid = change.newOID else { continue }
             let data = try wrapGit { try repo.withBlob(oid) { Data($0) } }
-            for text in Self.inspect(loc, data, limits: options.limits).problems {
+            for text in Self.inspect(loc, data, limits: limits).problems {
                 problems.append(VerifyProblem(path: change.path, problem: text))
             }
         }

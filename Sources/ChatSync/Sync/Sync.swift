@@ -45,14 +45,15 @@ public struct SyncOptions: Sendable {
         self.allowUnrelatedHistories = allowUnrelatedHistories; self.pushAttempts = pushAttempts
         let env = ProcessInfo.processInfo.environment
         for name in ["CHATSYNC_SSL_CA_FILE", "GIT_SSL_CAINFO"] {
-            if let file = env[name] { certificateAuthorities = file; certificateAuthoritiesField = name; break }
+            if let file = env[name], !file.isEmpty { certificateAuthorities = file; certificateAuthoritiesField = name; break }
         }
     }
 
-    /// Makes libgit2 trust `certificateAuthorities`, if set: an unreadable file or one without a
-    /// certificate is refused naming where it was given.
-    func applyCertificateAuthorities() throws {
-        guard let file = certificateAuthorities else { return }
+    /// Makes libgit2 trust `certificateAuthorities`, if set, for an https remote (`url`; other
+    /// remotes do not use it): an unreadable file or one without a certificate is refused naming
+    /// where it was given.
+    func applyCertificateAuthorities(for url: String?) throws {
+        guard let url, url.lowercased().hasPrefix("https://"), let file = certificateAuthorities else { return }
         let field = certificateAuthoritiesField
         guard !file.isEmpty else { throw ChatSyncError.invalid(field: field, rule: "must name a PEM file of certificate authorities") }
         guard FileManager.default.isReadableFile(atPath: file) else {
@@ -190,7 +191,7 @@ extension Store {
     public func fetch(_ remote: String = "origin", options sync: SyncOptions = SyncOptions()) throws -> (tip: OID?, newCommits: Int) {
         try withRepository { repo in
             try requireRemote(remote, repo)
-            try sync.applyCertificateAuthorities()
+            try sync.applyCertificateAuthorities(for: try wrapGit { try repo.remoteURL(remote) })
             let before = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
             try withRetry("fetch from \(remote)", sync.retry) {
                 _ = try repo.fetch(remote: remote, credentials: sync.credentials, progress: sync.progress)
@@ -274,7 +275,7 @@ extension Store {
             guard let local = try wrapGit({ try repo.referenceTarget(branchRef) }) else { return }
             let known = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
             if known == local { r.head = local.hex; return }
-            try sync.applyCertificateAuthorities()
+            try sync.applyCertificateAuthorities(for: try wrapGit { try repo.remoteURL(remote) })
             r.pushedCommits = try wrapGit { try repo.walk(from: local, hiding: known.map { [$0] } ?? []).count }
             try withRetry("push to \(remote)", sync.retry) {
                 try repo.push(remote: remote, refspecs: ["\(branchRef):\(branchRef)"], credentials: sync.credentials, progress: sync.progress)
@@ -332,12 +333,16 @@ extension Store {
         if fm.fileExists(atPath: absolute), let items = try? fm.contentsOfDirectory(atPath: absolute), !items.isEmpty {
             throw ChatSyncError.invalid(field: "store", rule: "\(absolute) exists and is not empty")
         }
-        try sync.applyCertificateAuthorities()
+        try sync.applyCertificateAuthorities(for: url)
+        let made = Repository.missingFolders(absolute)
         do {
-            let made = Repository.missingFolders(absolute)
             let repo = try wrapGit { try Repository.create(at: absolute, bare: false, initialBranch: options.branch) }
-            try Store.configureNew(repo, made: made, durable: options.durable)
+            // Every setting first, then fsynced with the new folders (libgit2 does not fsync
+            // config), so that the branch never moves in a repository a crash could take back.
             try wrapGit { try repo.addRemote("origin", url: url) }
+            try wrapGit { try repo.setConfigString("branch.\(options.branch).remote", "origin") }
+            try wrapGit { try repo.setConfigString("branch.\(options.branch).merge", "refs/heads/\(options.branch)") }
+            try Store.configureNew(repo, made: made, durable: options.durable)
             var delay = sync.retry.initialDelay
             for attempt in 1...max(1, sync.retry.attempts) {
                 do {
@@ -355,10 +360,8 @@ extension Store {
                 throw ChatSyncError.badStore("\(url) has no branch \(options.branch): is it a chatsync store?")
             }
             try wrapGit { try repo.compareAndSwapReference("refs/heads/\(options.branch)", to: tip, expected: nil, message: "chatsync: clone \(url)") }
-            try wrapGit { try repo.setConfigString("branch.\(options.branch).remote", "origin") }
-            try wrapGit { try repo.setConfigString("branch.\(options.branch).merge", "refs/heads/\(options.branch)") }
         } catch {
-            try? fm.removeItem(atPath: absolute)
+            removeMade(absolute, made)
             throw error
         }
         // A remote that is not a chatsync store leaves nothing behind either.
@@ -366,11 +369,23 @@ extension Store {
         do {
             store = try Store.open(at: absolute, options: options)
         } catch {
-            try? fm.removeItem(atPath: absolute)
+            removeMade(absolute, made)
             throw error
         }
         store.syncWorkTree()
         return store
+    }
+
+    /// Removes what a failed clone made: the store's folder (only what is in it, when the folder
+    /// was there before), and the folders above it that it made (`made`, innermost first).
+    private static func removeMade(_ path: String, _ made: [String]) {
+        let fm = FileManager.default
+        if made.contains(path) {
+            try? fm.removeItem(atPath: path)
+        } else {
+            for name in (try? fm.contentsOfDirectory(atPath: path)) ?? [] { try? fm.removeItem(atPath: path + "/" + name) }
+        }
+        for folder in made where folder != path { if rmdir(folder) != 0 { break } }
     }
 
     // MARK: conflicts
@@ -421,6 +436,9 @@ extension Store {
     private static func apply(_ value: JSONValue?, to record: ConflictRecord, _ tx: Transaction) throws {
         let removing = value == nil || value == .null
         if record.field == "(document)" {
+            // A whole document's conflict is an edit against a delete: the delete is taken with
+            // --take, never by a null value.
+            if value == .null { throw ChatSyncError.invalid(field: "value", rule: "null cannot stand for a whole document; take ours or theirs to keep the delete") }
             if removing { try tx.delete(record.path); return }
             try putValidated(value!, at: record.path, kind: record.documentType, tx)
             return
