@@ -12,7 +12,7 @@ import XCTest
 final class CrashOrderTests: XCTestCase {
     var dir: String!
     static let traced = "trace=openat,open,creat,write,pwrite64,writev,pwritev,sendmsg,sendto,fsync,fdatasync,syncfs,"
-        + "rename,renameat,renameat2,link,linkat,unlink,unlinkat,ftruncate,fallocate,mkdir,mkdirat"
+        + "rename,renameat,renameat2,link,linkat,unlink,unlinkat,ftruncate,fallocate,mkdir,mkdirat,mmap"
     static let checker = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
         .appendingPathComponent("Fixtures/crash_order.py").path
 
@@ -22,6 +22,8 @@ final class CrashOrderTests: XCTestCase {
         }
         dir = NSTemporaryDirectory() + "chatsync-crash-\(UUID().uuidString)"
         try FileManager.default.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        // The kernel names files by their real paths in the trace.
+        dir = URL(fileURLWithPath: dir).resolvingSymlinksInPath().path
         addTeardownBlock { [weak self] in if let dir = self?.dir { try? FileManager.default.removeItem(atPath: dir) } }
         let probe = try runTool("/usr/bin/strace", ["-qq", "-o", "/dev/null", "/bin/true"])
         if probe.status != 0 { throw XCTSkip("strace cannot trace here: \(probe.err)") }
@@ -32,6 +34,17 @@ final class CrashOrderTests: XCTestCase {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return false }
         return !stat[stat.index(after: close)...].trimmingCharacters(in: .whitespaces).hasPrefix("Z")
+    }
+
+    /// A child process of `pid` (read from /proc: no procps needed).
+    func child(of pid: pid_t) -> pid_t? {
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: "/proc")) ?? [] {
+            guard let p = pid_t(name), let stat = try? String(contentsOfFile: "/proc/\(p)/stat", encoding: .utf8),
+                  let close = stat.lastIndex(of: ")") else { continue }
+            let fields = stat[stat.index(after: close)...].split(separator: " ")
+            if fields.count > 1, pid_t(fields[1]) == pid { return p }
+        }
+        return nil
     }
 
     func commits(_ store: String) throws -> Int {
@@ -53,14 +66,15 @@ final class CrashOrderTests: XCTestCase {
         return (number(before: "branch moves"), number(before: "objects put in place"), number(before: "acknowledgements"))
     }
 
-    /// Runs the built binary under strace; checks the trace. `ack`: what acknowledges a change.
+    /// Runs the built binary under strace; checks the trace. `ack`: what acknowledges a change
+    /// (with `--json` the command writes its result as soon as it has it, not at exit).
     @discardableResult
     func traced(_ args: [String], store: String, ack: String = "stdout", name: String,
                 file: StaticString = #filePath, line: UInt = #line) throws -> (moves: Int, objects: Int, acks: Int) {
         let before = try commits(store)
         let trace = dir + "/\(name).trace"
         let r = try runTool("/usr/bin/strace", ["-f", "-y", "-s", "256", "-qq", "-e", Self.traced, "-o", trace,
-                                               CLITests.binary] + args + ["--store", store])
+                                               CLITests.binary] + args + ["--json", "--store", store])
         XCTAssertEqual(r.status, 0, "\(args): \(r.err)", file: file, line: line)
         return try check(trace, store: store, before: before, ack: ack, file: file, line: line)
     }
@@ -104,11 +118,13 @@ final class CrashOrderTests: XCTestCase {
         let trace = dir + "/serve.trace", out = dir + "/serve.out"
         let quoted = ["/usr/bin/strace", "-f", "-y", "-s", "256", "-qq", "-e", Self.traced, "-o", trace,
                       bin, "serve", "--store", a, "--port", "0"].map { "'\($0)'" }.joined(separator: " ")
-        // Detached, and holding none of this process's descriptors: Foundation waits for a
-        // child (here the shell) through a descriptor that the server would otherwise inherit.
-        let detach = "import os, sys; os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])"
+        // Detached in a process group of its own (strace and the server, stopped together), and
+        // holding none of this process's descriptors: Foundation waits for a child (here the
+        // shell) through a descriptor that the server would otherwise inherit.
+        let detach = "import os, sys; os.setsid(); os.closerange(3, 65536); os.execv(sys.argv[1], sys.argv[1:])"
         let started = try runTool("/bin/sh", ["-c", "/usr/bin/python3 -c '\(detach)' \(quoted) > '\(out)' 2>&1 < /dev/null & echo $!"])
         let stracePID = try XCTUnwrap(pid_t(started.out.trimmingCharacters(in: .whitespacesAndNewlines)))
+        defer { if alive(stracePID) { kill(-stracePID, SIGKILL) } }
         var url = ""
         let deadline = Date().addingTimeInterval(60)
         while url.isEmpty && Date() < deadline {
@@ -116,10 +132,9 @@ final class CrashOrderTests: XCTestCase {
             if let r = text.range(of: "http://") { url = String(text[r.lowerBound...].prefix { !$0.isWhitespace }) }
             else { usleep(50_000) }
         }
-        let serverPID = pid_t(try runTool("/usr/bin/pgrep", ["-P", String(stracePID)]).out
-            .split(separator: "\n").first.map(String.init) ?? "")
-        defer { kill(stracePID, SIGKILL); if let serverPID { kill(serverPID, SIGKILL) } }
+        let serverPID = child(of: stracePID)
         XCTAssertFalse(url.isEmpty, "the server did not start")
+        XCTAssertNotNil(serverPID)
         let writers = """
             for w in $(seq 16); do
               (for i in 1 2 3 4 5; do
@@ -136,6 +151,7 @@ final class CrashOrderTests: XCTestCase {
         if let serverPID { kill(serverPID, SIGTERM) }
         let stopBy = Date().addingTimeInterval(30)
         while alive(stracePID) && Date() < stopBy { usleep(50_000) }
+        XCTAssertFalse(alive(stracePID), "strace has written the whole trace")
         seen = try check(trace, store: a, before: before, ack: "http201")
         XCTAssertEqual(seen.acks, 80)
         XCTAssertGreaterThanOrEqual(seen.moves, 2)

@@ -15,13 +15,18 @@ durable once an fsync of it started after its last write ended and has returned;
 folder (a file created, renamed or linked there, a folder made there) is durable once an fsync
 of that folder started after the operation returned and has returned. Rules checked:
 
-1. When a thread moves the branch (the rename of its lock file onto it), the lock file's data
-   and every pack, pack index or loose object that thread put in place are durable, names
-   included (objects are durable before the branch may name them).
+1. When the branch moves (the rename, or link, of its lock file onto it), the lock file's data and every
+   pack, pack index or loose object put in place so far are durable, names included (objects
+   are durable before the branch may name them), and so are the repository's HEAD and config.
+   Packs that merge others (made by a thread that removes packs) are left to rule 2: their
+   objects are all in the packs they replace.
 2. When a thread removes a pack, pack index or loose object, every one it put in place is
    durable (a merged pack is durable before the packs it replaces go).
-3. When a change is acknowledged, the branch as durably recorded has at least as many commits
-   as changes acknowledged so far (nothing acknowledged is lost).
+3. When a change is acknowledged, the branch as durably recorded (its name, and the folders
+   above it, included) has at least as many commits as changes acknowledged so far (nothing
+   acknowledged is lost).
+
+Files written through a shared writable mapping (`mmap`) count as written when mapped.
 
 Prints each violation and exits 1 when there is one; prints a summary otherwise.
 """
@@ -37,9 +42,16 @@ REF = os.path.join(GITDIR, "refs/heads", BRANCH)
 OBJECT = re.compile(re.escape(GITDIR) + r"/objects/(pack/pack-[0-9a-f]{40}\.(pack|idx)|[0-9a-f]{2}/[0-9a-f]{38})$")
 
 line_re = re.compile(r"^(\d+)\s+(.*)$")
+# Threads that remove packs or objects (merging, compaction): found before the replay.
+mergers = set()
+with open(TRACE, encoding="utf-8", errors="replace") as t:
+    for raw in t:
+        m = re.match(r"^(\d+)\s+(?:unlink|unlinkat)\(.*?\"([^\"]+)\"", raw)
+        if m and OBJECT.search(m.group(2)):
+            mergers.add(m.group(1))
 start_re = re.compile(r"^([a-z0-9_]+)\((.*)$")
 resumed_re = re.compile(r"^<\.\.\. ([a-z0-9_]+) resumed>(.*)$")
-result_re = re.compile(r"\)\s+=\s+(-?\d+|\?)")
+result_re = re.compile(r"\)\s+=\s+(-?\d+|\?)[^=]*$")
 quoted_re = re.compile(r'"((?:[^"\\]|\\.)*)"')
 fdpath_re = re.compile(r"^-?\d+<([^>]*)>")
 
@@ -118,9 +130,8 @@ def durable_commits():
     refs = folders.get(os.path.dirname(REF))
     best = None
     for epoch, obj in tips:
-        if refs is None or epoch <= refs.synced:
-            if obj.durable:
-                best = obj
+        if (refs is None or epoch <= refs.synced) and obj.durable and name_durable(os.path.dirname(REF)):
+            best = obj
     if best is None:
         return BEFORE
     oid = best.content.decode().strip()
@@ -134,11 +145,12 @@ def durable_commits():
     return count_cache[oid]
 
 
-def check_objects(tid, what):
-    for p in put_by.get(tid, []):
-        if p in files and not durable(p):
-            state = "data" if not files[p].durable else "name"
-            violations.append(f"thread {tid}: {what} while {os.path.relpath(p, GITDIR)} ({state}) is not durable")
+def check_objects(threads, tid, what):
+    for t in threads:
+        for p in put_by.get(t, []):
+            if p in files and not durable(p):
+                state = "data" if not files[p].durable else "name"
+                violations.append(f"thread {tid}: {what} while {os.path.relpath(p, GITDIR)} ({state}, put by thread {t}) is not durable")
 
 
 def on_start(tid, name, args):
@@ -153,6 +165,10 @@ def on_start(tid, name, args):
                 fsync_snap[tid] = ("file", p, files[p].epoch)
     elif name == "syncfs":
         fsync_snap[tid] = ("all", {p: f.epoch for p, f in files.items()}, {p: d.epoch for p, d in folders.items()})
+    elif name in ("sendmsg", "sendto"):
+        if ACK == "http201" and "HTTP/1.1 201" in args:
+            acks += 1
+            check_acks(f"201 answer {acks}")
     elif name in ("write", "pwrite64", "writev", "pwritev", "ftruncate", "fallocate"):
         m = fdpath_re.match(args)
         if m:
@@ -165,18 +181,26 @@ def on_start(tid, name, args):
                 check_acks(f"201 answer {acks}")
             elif p.startswith("/") and not p.endswith("(deleted)"):
                 file(p).in_flight += 1
-    elif name in ("rename", "renameat", "renameat2"):
+    elif name in ("rename", "renameat", "renameat2", "link", "linkat"):
+        # libgit2 creates a new branch by linking its lock file to the branch's name.
         q = [unescape(s) for s in quoted_re.findall(args)]
         if len(q) >= 2 and REF in (q[0], q[1]):
             src = q[0] if q[1] == REF else q[1]
             if src.endswith(".lock") and os.path.basename(src).startswith(BRANCH):
                 if not file(src).durable:
                     violations.append(f"thread {tid}: the branch moved to a value not yet durable ({os.path.relpath(src, GITDIR)})")
-                check_objects(tid, "the branch moved")
+                check_objects([t for t in put_by if t not in mergers], tid, "the branch moved")
+                for p in (os.path.join(GITDIR, "HEAD"), os.path.join(GITDIR, "config")):
+                    if not durable(p):
+                        violations.append(f"thread {tid}: the branch moved while {os.path.relpath(p, GITDIR)} is not durable")
     elif name in ("unlink", "unlinkat"):
         q = [unescape(s) for s in quoted_re.findall(args)]
         if q and OBJECT.search(q[0]):
-            check_objects(tid, f"removed {os.path.relpath(q[0], GITDIR)}")
+            check_objects([tid], tid, f"removed {os.path.relpath(q[0], GITDIR)}")
+    elif name == "mmap":
+        m = re.search(r"PROT_WRITE.*MAP_SHARED.*?, (-?\d+)<([^>]*)>", args)
+        if m and m.group(2) in files:
+            f = files[m.group(2)]; f.epoch += 1; f.dirty_epoch = f.epoch
 
 
 def check_acks(what):
@@ -239,7 +263,9 @@ def on_end(tid, name, args, result):
         elif "RENAME_EXCHANGE" in args:
             fa, fb = file(a), file(b)
             files[a], files[b] = fb, fa
-            folder(os.path.dirname(a)).add(os.path.basename(a))
+            epoch_a = folder(os.path.dirname(a)).add(os.path.basename(a))
+            if a == REF:
+                tips.append((epoch_a, files[a]))
         else:
             files[b] = file(a)
             files.pop(a, None)
