@@ -58,9 +58,21 @@ struct ErrorAndLogMiddleware<Context: RequestContext>: RouterMiddleware {
         do {
             response = try await next(request, context)
         } catch {
-            let e = APIError.from(error)
+            var e = APIError.from(error)
+            var allow: String?
+            // A path the API has, asked with a method it does not take: 405 and the methods it does.
+            if e.status == .notFound, (error as? HTTPError)?.status == .notFound {
+                let methods = RouteTable.methods(forPath: request.uri.path)
+                if !methods.isEmpty {
+                    allow = methods.joined(separator: ", ")
+                    e = APIError(.methodNotAllowed, code: "method_not_allowed",
+                                 message: "\(request.method) is not a method of \(request.uri.path); it takes \(allow!)")
+                }
+            }
             if e.status == .internalServerError { context.logger.error("\(request.method) \(request.uri.path): \(error)") }
-            response = try e.response(from: request, context: context)
+            var r = try e.response(from: request, context: context)
+            if let allow { r.headers[.allow] = allow }
+            response = r
         }
         let ms = Double((ContinuousClock.now - start).components.attoseconds) / 1e15 + Double((ContinuousClock.now - start).components.seconds) * 1000
         context.logger.info("\(request.method) \(request.uri.path) \(response.status.code) \(String(format: "%.1f", ms))ms")
@@ -90,5 +102,28 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
             diff |= (i < a.count ? a[i] : 0) ^ (i < b.count ? b[i] : 0)
         }
         return diff == 0
+    }
+}
+
+/// The API's paths and their methods, from the OpenAPI document the server serves (a test keeps
+/// that document equal to the routes).
+enum RouteTable {
+    static let routes: [(segments: [Substring], methods: [String])] = {
+        guard case .object(let doc)? = try? JSONDecoder().decode(JSONValue.self, from: Data(EmbeddedStore.openAPI.utf8)),
+              case .object(let paths)? = doc["paths"] else { return [] }
+        return paths.map { path, item in
+            let methods = item.objectValue.map { Array($0.keys) } ?? []
+            return (path.split(separator: "/"), methods.filter { ["get", "put", "post", "patch", "delete"].contains($0) }.map { $0.uppercased() }.sorted())
+        }
+    }()
+
+    /// The methods of every API path `path` matches (`{name}` matches any one segment).
+    static func methods(forPath path: String) -> [String] {
+        let parts = path.split(separator: "/")
+        var found = Set<String>()
+        for route in routes where route.segments.count == parts.count {
+            if zip(route.segments, parts).allSatisfy({ $0.hasPrefix("{") || $0 == $1 }) { found.formUnion(route.methods) }
+        }
+        return found.sorted()
     }
 }

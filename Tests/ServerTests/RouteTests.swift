@@ -54,6 +54,15 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(r1.body.map { if case .array(let a) = $0 { return a.count } else { return -1 } }, 1)
             let r2 = try await client.call(.get, "/api/sessions/active?user_id=alice")
             XCTAssertEqual(r2["id"]?.stringValue, sid)
+            // A path the API has with a method it does not take: 405 naming the methods; a path
+            // it does not have: 404.
+            try await client.execute(uri: "/api/sessions/\(sid)", method: .delete) { r in
+                XCTAssertEqual(r.status, .methodNotAllowed)
+                XCTAssertEqual(r.headers[.allow], "GET, PUT")
+                XCTAssertTrue(String(buffer: r.body).contains("method_not_allowed"), String(buffer: r.body))
+            }
+            let r2b = try await client.call(.get, "/api/nowhere/\(sid)")
+            XCTAssertEqual(r2b.status, 404)
             let r3 = try await client.call(.get, "/api/sessions/active?user_id=nobody")
             XCTAssertEqual(r3.status, 404)
             let r4 = try await client.call(.get, "/api/sessions/active")
