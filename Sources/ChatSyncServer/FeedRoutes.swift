@@ -55,11 +55,7 @@ final class Feed: Sendable {
     /// Checks a cursor before a stream starts, so a bad one is a 400, not a broken stream.
     func checkCursor(_ since: String?) async throws {
         guard let since else { return }
-        do {
-            _ = try await blocking { [store] in try store.resolve(since) }
-        } catch {
-            throw ChatSyncError.invalid(field: "since", rule: "must name a commit of the store, got \"\(since.prefix(80))\"")
-        }
+        _ = try await blocking { [store] in try store.watchCursor(since) }
     }
 }
 

@@ -21,7 +21,9 @@ struct WatchCommand: AsyncParsableCommand {
     func run() async throws {
         var options = WatchOptions()
         try validated(global) {
-            if sync != nil && interval <= 0 { throw ChatSyncError.invalid(field: "interval", rule: "must be > 0 seconds") }
+            if sync != nil && !(interval >= 1 && interval <= 31_536_000) {
+                throw ChatSyncError.invalid(field: "interval", rule: "must be from 1 second to a year, got \(interval)")
+            }
             if sync == nil && interval != 60 { throw ChatSyncError.invalid(field: "interval", rule: "goes with --sync REMOTE") }
         }
         options.syncRemote = sync
@@ -29,6 +31,9 @@ struct WatchCommand: AsyncParsableCommand {
         options.workTree = !noWorkTree
         let store: Store
         do { store = try global.openStore() } catch { global.report(error); throw ExitCode(1) }
+        if let since {
+            do { _ = try store.watchCursor(since) } catch { global.report(error); store.close(); throw ExitCode(1) }
+        }
         if let sync {
             do {
                 guard try store.remotes().contains(where: { $0.name == sync }) else { throw ChatSyncError.notFound(kind: "remote", id: sync) }

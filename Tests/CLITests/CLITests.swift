@@ -192,6 +192,8 @@ final class CLITests: XCTestCase {
             (["session", "cleanup", "--archive-after", "99999999999999999d"], "archive-after", [:]),
             (["pull", "--retry-delay", "1e300"], "retry-delay", [:]),
             (["message", "add", id, "--role", "user", "--content", "x", "--content-file", "/etc/hostname"], "content-file", [:]),
+            (["watch", "--sync", "origin", "--interval", "nan"], "interval", [:]),
+            (["watch", "--since", "HEAD^{tree}"], "since", [:]),
             (["session", "update", sid, "--mission", "m", "--no-mission"], "no-mission", [:]),
             (["message", "add", id, "--role", "user", "--content", "x"], "CHATSYNC_MAX_CONTENT_BYTES", ["CHATSYNC_MAX_CONTENT_BYTES": "abc"]),
         ]

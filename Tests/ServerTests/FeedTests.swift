@@ -49,6 +49,26 @@ final class FeedTests: XCTestCase {
             XCTAssertEqual(resumed, [missed])
             let r1 = try await client.call(.get, "/api/changes?since=not-a-commit")
             XCTAssertEqual(r1.status, 400)
+            // A tree, or a commit the branch never had, is no cursor either (it replayed everything).
+            let tip = try XCTUnwrap(try store.head())
+            func git(_ args: String...) throws -> String {
+                let p = Process(), out = Pipe()
+                p.executableURL = URL(fileURLWithPath: "/usr/bin/git")
+                p.arguments = ["-C", store.path, "-c", "user.name=t", "-c", "user.email=t@localhost"] + args
+                p.standardOutput = out
+                try p.run()
+                let text = String(decoding: out.fileHandleForReading.readDataToEndOfFile(), as: UTF8.self)
+                p.waitUntilExit()
+                return text.trimmingCharacters(in: .whitespacesAndNewlines)
+            }
+            let tree = try git("rev-parse", "HEAD^{tree}")
+            let stray = try git("commit-tree", tree, "-m", "never on the branch")
+            for since in [tree, stray] {
+                let r = try await client.call(.get, "/api/changes?since=\(since)")
+                XCTAssertEqual(r.status, 400, since)
+                XCTAssertEqual(r.errorField, "since")
+            }
+            XCTAssertEqual(try store.head(), tip)
         }
     }
 

@@ -31,6 +31,21 @@ extension Store {
     /// restarts from it sees no change twice and misses none.
     ///
     ///     for try await event in store.watch(since: lastSeen) { print(event.jsonLine) }
+    /// The commit a watch replays after: a commit of the branch's history (what a watch event
+    /// named), never a tree, a file or a commit the branch never had.
+    public func watchCursor(_ since: String) throws -> OID {
+        try withRepository { repo in try watchCursor(since, repo) }
+    }
+
+    func watchCursor(_ since: String, _ repo: Repository) throws -> OID {
+        let rule = "must name a commit of the branch's history (a watch event's \"commit\"), got \"\(since.prefix(80))\""
+        guard let c = try? repo.revparse(since), (try? repo.commit(c)) != nil else { throw ChatSyncError.invalid(field: "since", rule: rule) }
+        guard let tip = try wrapGit({ try repo.referenceTarget(branchRef) }), (try? repo.mergeBase(c, tip)) == c else {
+            throw ChatSyncError.invalid(field: "since", rule: rule)
+        }
+        return c
+    }
+
     public func watch(since: String? = nil, options: WatchOptions = WatchOptions()) -> AsyncThrowingStream<ChangeEvent, Error> {
         AsyncThrowingStream { continuation in
             let watcher = Watcher(store: self, since: since, options: options, continuation: continuation)
@@ -73,17 +88,16 @@ final class Watcher: @unchecked Sendable {
             let repo = try wrapGit { try Repository.open(store.path) }
             var cursor: OID?
             if let since {
-                guard let c = try? repo.revparse(since) else {
-                    throw ChatSyncError.invalid(field: "since", rule: "must name a commit of the store, got \"\(since)\"")
-                }
-                cursor = c
+                cursor = try store.watchCursor(since, repo)
             } else {
                 cursor = try wrapGit { try repo.referenceTarget(store.branchRef) }
             }
             if options.workTree, !repo.isBare { edits = try WorkTreeEdits(store: store) }
             let bell = store.bell.add()
             defer { if let bell { store.bell.remove(bell) } }
-            var nextSync = Date().addingTimeInterval(options.syncInterval)
+            // At least a second between syncs (a NaN or a tiny interval would sync in a loop).
+            let syncInterval = options.syncInterval.isFinite ? max(1, options.syncInterval) : 60
+            var nextSync = Date().addingTimeInterval(syncInterval)
             while !isStopped {
                 // Packs merged away are let go of (the loop reads for as long as it runs).
                 try? repo.letGoOfRemovedPacks()
@@ -104,7 +118,7 @@ final class Watcher: @unchecked Sendable {
                         continuation.yield(ChangeEvent(commit: nil, kind: .error, type: nil, id: nil, origin: .remote,
                                                        time: .now(), error: "\(error)", remote: remote))
                     }
-                    nextSync = Date().addingTimeInterval(options.syncInterval)
+                    nextSync = Date().addingTimeInterval(syncInterval)
                     continue
                 }
                 // Sleep until the bell (a commit of this process, or a change in the branch's
