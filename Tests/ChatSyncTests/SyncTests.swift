@@ -222,6 +222,13 @@ final class SyncTests: XCTestCase {
         XCTAssertThrowsError(try a.pull("plain", options: unrelated)) { error in
             XCTAssertTrue("\(error)".contains("not a chatsync store"), "\(error)")
         }
+        // The same repository with its history on another branch only: not a store either (an
+        // empty remote, one to push to, is fine).
+        XCTAssertEqual(try git(plain, "branch", "-m", "main", "master").status, 0)
+        try a.addRemote("plain2", url: plain)
+        XCTAssertThrowsError(try a.pull("plain2", options: quickSync)) { error in
+            XCTAssertTrue("\(error)".contains("no branch main (it has master)"), "\(error)")
+        }
         XCTAssertEqual(try a.head(), head)
         XCTAssertTrue(try a.verify().ok)
 

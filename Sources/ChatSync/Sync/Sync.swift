@@ -197,6 +197,14 @@ extension Store {
                 _ = try repo.fetch(remote: remote, credentials: sync.credentials, progress: sync.progress)
             }
             let tip = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
+            if tip == nil {
+                // An empty remote is one to push to; one with other branches is not a store.
+                let prefix = "refs/remotes/\(remote)/"
+                let others = try wrapGit { try repo.referenceNames(glob: prefix + "*") }.map { $0.dropFirst(prefix.count) }.filter { $0 != "HEAD" }
+                if !others.isEmpty {
+                    throw ChatSyncError.remote("\(remote) has no branch \(options.branch) (it has \(others.sorted().joined(separator: ", "))): it is not a chatsync store")
+                }
+            }
             guard let tip, tip != before else { return (tip, 0) }
             let local = try wrapGit { try repo.referenceTarget(branchRef) }
             let hidden = [before, local].compactMap { $0 }
