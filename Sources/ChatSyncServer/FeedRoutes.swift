@@ -68,6 +68,12 @@ struct FeedRoutes {
     func register(_ api: RouterGroup<AppContext>) {
         let feed = state.feed
         api.ws("watch", shouldUpgrade: { request, _ in
+            // A plain GET (no upgrade asked for) would get an empty 200.
+            guard request.headers[.upgrade]?.lowercased() == "websocket" else {
+                throw APIError(.badRequest, code: "invalid_input",
+                               message: "/api/watch is a WebSocket: ask for Upgrade: websocket, or read /api/changes (Server-Sent Events)",
+                               field: "Upgrade")
+            }
             try await feed.checkCursor(request.query("since"))
             return .upgrade([:])
         }, onUpgrade: { inbound, outbound, context in

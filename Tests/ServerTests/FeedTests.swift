@@ -49,6 +49,9 @@ final class FeedTests: XCTestCase {
             XCTAssertEqual(resumed, [missed])
             let r1 = try await client.call(.get, "/api/changes?since=not-a-commit")
             XCTAssertEqual(r1.status, 400)
+            let plain = try await client.call(.get, "/api/watch")
+            XCTAssertEqual(plain.status, 400, "a plain GET of the WebSocket route")
+            XCTAssertEqual(plain.errorField, "Upgrade")
             // A tree, or a commit the branch never had, is no cursor either (it replayed everything).
             let tip = try XCTUnwrap(try store.head())
             func git(_ args: String...) throws -> String {
