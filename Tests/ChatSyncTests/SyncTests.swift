@@ -255,6 +255,74 @@ final class SyncTests: XCTestCase {
         XCTAssertEqual(try b.listMessages(chatID: chat.id).count, 1)
     }
 
+    /// Deletes next to each other on two replicas are not edits of each other, and taking a
+    /// delete when resolving does what the delete commands do (numbers stay 1…N, nothing is
+    /// left below a deleted chat).
+    func testDeletesOnBothSidesAndResolvedDeletesKeepNumbersWhole() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let mission = try origin.createMission(userID: "u", name: "M")
+        let h1 = try origin.addHop(missionID: mission.id, name: "one")
+        let h2 = try origin.addHop(missionID: mission.id, name: "two")
+        let h3 = try origin.addHop(missionID: mission.id, name: "three")
+        let chat = try origin.createChat(userID: "u")
+        let m1 = try origin.appendMessage(chatID: chat.id, role: .user, content: "one")
+        let m2 = try origin.appendMessage(chatID: chat.id, role: .user, content: "two")
+        let m3 = try origin.appendMessage(chatID: chat.id, role: .user, content: "three")
+        let other = try origin.createChat(userID: "u")
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let a = try clone(self, bare, "a"), b = try clone(self, bare, "b")
+
+        // Each side deletes a different hop; each renumbers the one after it. Neither delete is
+        // undone, and no conflict is recorded.
+        try a.deleteHop(h1.id)
+        try b.deleteHop(h2.id)
+        _ = try a.sync(options: quickSync)
+        _ = try b.sync(options: quickSync)
+        _ = try a.sync(options: quickSync)
+        for s in [a, b] {
+            XCTAssertEqual(try s.listHops(missionID: mission.id).map(\.id), [h3.id])
+            XCTAssertEqual(try s.listHops(missionID: mission.id).map(\.sequenceOrder), [1])
+            let found = try s.conflicts().filter { $0.kind == .deleteVsEdit }
+            XCTAssertEqual(found.count, 0, "\(found.map { ($0.documentID, $0.path, $0.base as Any, $0.chosen as Any) })")
+            let report = try s.verify()
+            XCTAssertTrue(report.ok, "\(report.problems)")
+        }
+
+        // A message deleted with plain git on one side and edited on the other: the edit wins,
+        // and taking the delete renumbers the chat.
+        let hand = freshPath(self, "hand")
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "clone", "-q", bare, hand).status, 0)
+        XCTAssertEqual(try git(hand, "rm", "-q", Layout.message(chat.id, m1.id)).status, 0)
+        XCTAssertEqual(try git(hand, "commit", "-qm", "delete m1 by hand").status, 0)
+        XCTAssertEqual(try git(hand, "push", "-q", "origin", "main").status, 0)
+        _ = try b.editMessage(chatID: chat.id, id: m1.id, content: "one, edited")
+        _ = try b.sync(options: quickSync)
+        let deleted = try XCTUnwrap(try b.conflicts(includeResolved: false).first { $0.documentID == m1.id })
+        _ = try b.resolveConflict(deleted.id, take: .theirs)
+        XCTAssertEqual(try b.listMessages(chatID: chat.id).map(\.id), [m2.id, m3.id])
+        XCTAssertEqual(try b.listMessages(chatID: chat.id).map(\.sequenceOrder), [1, 2])
+        XCTAssertEqual(try b.appendMessage(chatID: chat.id, role: .user, content: "four").sequenceOrder, 3)
+        var report = try b.verify()
+        XCTAssertTrue(report.ok, "\(report.problems)")
+
+        // A chat deleted on one side while the other appended to it comes back; taking the
+        // delete removes it with its messages.
+        _ = try a.sync(options: quickSync)
+        try a.deleteChat(other.id)
+        _ = try b.appendMessage(chatID: other.id, role: .user, content: "kept for now")
+        _ = try a.sync(options: quickSync)
+        _ = try b.sync(options: quickSync)
+        let chatConflict = try XCTUnwrap(try b.conflicts(includeResolved: false).first { $0.documentID == other.id })
+        _ = try b.resolveConflict(chatConflict.id, take: .theirs)
+        XCTAssertThrowsError(try b.chat(other.id))
+        XCTAssertEqual(try git(b.path, "ls-tree", "-r", "--name-only", "HEAD", Layout.chatDir(other.id)).out, "")
+        report = try b.verify()
+        XCTAssertTrue(report.ok, "\(report.problems)")
+    }
+
     func testAPushTheServerRejectsFailsClearlyAndTheStoreIsUnharmed() throws {
         let daemon = try GitDaemon(test: self)
         let url = try daemon.makeRepository("guarded")

@@ -75,6 +75,11 @@ enum TreeMerge {
                     // Edit against delete: the edit wins, and the conflict is recorded.
                     let editSide: Side = o.newOID == nil ? .theirs : .ours
                     let edited = editSide == .ours ? o : t
+                    // Renumbered only (a delete on that side moved it up): no edit, the delete stands.
+                    if onlyRenumbered(try parse(edited.oldOID), try parse(edited.newOID)) {
+                        if editSide == .ours { try tx.delete(path); summary.changedPaths += 1 }
+                        continue
+                    }
                     if editSide == .theirs { tx.putBlob(edited.newOID!, at: path); summary.changedPaths += 1 }
                     if loc?.kind != nil && loc?.kind != .conflict {
                         let kept = try parse(edited.newOID)
@@ -155,6 +160,14 @@ enum TreeMerge {
     }
 
     // MARK: rules
+
+    /// Whether a document changed only in its number (and the `updated_at` a renumbering sets):
+    /// the consequence of a delete or reorder next to it, not an edit of it.
+    static func onlyRenumbered(_ before: JSONValue?, _ after: JSONValue?) -> Bool {
+        guard case .object(var a)? = before, case .object(var b)? = after else { return false }
+        for key in ["sequence_order", "updated_at"] { a.removeValue(forKey: key); b.removeValue(forKey: key) }
+        return a == b
+    }
 
     private static func mergeRules(for kind: DocumentKind?) -> (derived: Set<String>, latest: Set<String>) {
         switch kind {
@@ -238,7 +251,13 @@ enum TreeMerge {
             }
             for (path, change) in deleting where change.status == .deleted {
                 guard let dir = containerDir(of: path), let id = Layout.locate(path)?.id else { continue }
-                let touched = other.contains { $0.key.hasPrefix(dir + "/") && $0.value.newOID != nil }
+                // A change below it that is only a renumbering (a delete next to it) is no edit.
+                let touched = try other.contains { path, c in
+                    guard path.hasPrefix(dir + "/"), c.newOID != nil else { return false }
+                    if c.oldOID == nil { return true }
+                    let (before, after) = (try parse(c.oldOID), try parse(c.newOID))
+                    return !onlyRenumbered(before, after)
+                }
                 if touched || referenced.contains(id) { result[dir] = side }
             }
         }

@@ -73,13 +73,18 @@ extension Store {
         try Rules.id(id, "chat_id")
         try perform { tx in
             _ = try tx.require(Chat.self, at: Layout.chat(id), id: id)
-            let users = try self.sessionIndex.sessions(tx) { $0.chatID == id }
-            if !users.isEmpty {
-                throw ChatSyncError.conflict("chat \(id) is used by session(s) \(users.map(\.id).sorted().joined(separator: ", ")); delete or re-point them first")
-            }
-            try tx.deleteTree(Layout.chatDir(id))
+            try self.removeChat(id, tx)
             tx.message = "chat \(short(id)): delete with its messages"
         }
+    }
+
+    /// Removes a chat with its messages; refused while a session uses it.
+    func removeChat(_ id: String, _ tx: Transaction) throws {
+        let users = try self.sessionIndex.sessions(tx) { $0.chatID == id }
+        if !users.isEmpty {
+            throw ChatSyncError.conflict("chat \(id) is used by session(s) \(users.map(\.id).sorted().joined(separator: ", ")); delete or re-point them first")
+        }
+        try tx.deleteTree(Layout.chatDir(id))
     }
 
     // MARK: messages

@@ -126,19 +126,27 @@ extension Store {
         try Rules.id(id, "mission_id")
         try perform { tx in
             _ = try tx.require(Mission.self, at: Layout.mission(id), id: id)
-            let hopIDs = Set(try tx.names(in: Layout.hopsDir(id)))
-            for var s in try self.sessionIndex.sessions(tx, where: { $0.missionID == id }) {
-                s.missionID = nil
-                s.updatedAt = tx.now
-                try tx.put(s, at: Layout.session(s.id))
-            }
-            for a in try tx.shardedDocuments(Asset.self, in: "assets")
-            where (a.scopeType == .mission && a.scopeID == id) || (a.scopeType == .hop && hopIDs.contains(a.scopeID)) {
-                try tx.delete(Layout.asset(a.id))
-            }
-            try tx.deleteTree(Layout.missionDir(id))
-            tx.message = "mission \(short(id)): delete with \(hopIDs.count) hop(s)"
+            let hops = try self.removeMission(id, tx)
+            tx.message = "mission \(short(id)): delete with \(hops) hop(s)"
         }
+    }
+
+    /// Removes a mission with its hops, steps and scoped assets, and unlinks its sessions.
+    /// Returns how many hops it had.
+    @discardableResult
+    func removeMission(_ id: String, _ tx: Transaction) throws -> Int {
+        let hopIDs = Set(try tx.names(in: Layout.hopsDir(id)))
+        for var s in try self.sessionIndex.sessions(tx, where: { $0.missionID == id }) {
+            s.missionID = nil
+            s.updatedAt = tx.now
+            try tx.put(s, at: Layout.session(s.id))
+        }
+        for a in try tx.shardedDocuments(Asset.self, in: "assets")
+        where (a.scopeType == .mission && a.scopeID == id) || (a.scopeType == .hop && hopIDs.contains(a.scopeID)) {
+            try tx.delete(Layout.asset(a.id))
+        }
+        try tx.deleteTree(Layout.missionDir(id))
+        return hopIDs.count
     }
 
     // MARK: hops
@@ -217,19 +225,24 @@ extension Store {
         try Rules.id(id, "hop_id")
         try perform { tx in
             let (loc, hop) = try tx.requireHop(id)
-            for a in try tx.shardedDocuments(Asset.self, in: "assets") where a.scopeType == .hop && a.scopeID == id {
-                try tx.delete(Layout.asset(a.id))
-            }
-            var mission = try tx.require(Mission.self, at: Layout.mission(loc.missionID), id: loc.missionID)
-            if mission.currentHopID == id {
-                mission.currentHopID = nil
-                mission.updatedAt = tx.now
-                try tx.put(mission, at: Layout.mission(loc.missionID))
-            }
-            try tx.deleteTree(Layout.hopDir(loc.missionID, id))
-            try Self.renumber(try tx.hops(of: loc.missionID).filter { $0.id != id }, tx) { Layout.hop(loc.missionID, $0.id) }
+            try self.removeHop(id, missionID: loc.missionID, tx)
             tx.message = "mission \(short(loc.missionID)): delete hop #\(hop.sequenceOrder)"
         }
+    }
+
+    /// Removes a hop with its steps and scoped assets, clears it as its mission's current hop,
+    /// and renumbers the hops after it.
+    func removeHop(_ id: String, missionID: String, _ tx: Transaction) throws {
+        for a in try tx.shardedDocuments(Asset.self, in: "assets") where a.scopeType == .hop && a.scopeID == id {
+            try tx.delete(Layout.asset(a.id))
+        }
+        if var mission = try tx.document(Mission.self, at: Layout.mission(missionID)), mission.currentHopID == id {
+            mission.currentHopID = nil
+            mission.updatedAt = tx.now
+            try tx.put(mission, at: Layout.mission(missionID))
+        }
+        try tx.deleteTree(Layout.hopDir(missionID, id))
+        try Self.renumber(try tx.hops(of: missionID).filter { $0.id != id }, tx) { Layout.hop(missionID, $0.id) }
     }
 
     /// Puts a mission's hops in the given order (every hop, once).
@@ -328,10 +341,15 @@ extension Store {
         try perform { tx in
             guard let loc = try tx.locateStep(id) else { throw ChatSyncError.notFound(kind: "tool_step", id: id) }
             let step = try tx.require(ToolStep.self, at: Layout.step(loc.missionID, loc.hopID, id), id: id)
-            try tx.delete(Layout.step(loc.missionID, loc.hopID, id))
-            try Self.renumber(try tx.steps(of: loc.missionID, loc.hopID), tx) { Layout.step(loc.missionID, loc.hopID, $0.id) }
+            try self.removeToolStep(id, missionID: loc.missionID, hopID: loc.hopID, tx)
             tx.message = "mission \(short(loc.missionID)): delete step #\(step.sequenceOrder)"
         }
+    }
+
+    /// Removes a tool step and renumbers the steps after it.
+    func removeToolStep(_ id: String, missionID: String, hopID: String, _ tx: Transaction) throws {
+        try tx.delete(Layout.step(missionID, hopID, id))
+        try Self.renumber(try tx.steps(of: missionID, hopID), tx) { Layout.step(missionID, hopID, $0.id) }
     }
 
     /// Puts a hop's tool steps in the given order (every step, once).

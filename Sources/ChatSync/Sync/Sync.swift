@@ -427,7 +427,7 @@ extension Store {
             case .value: wanted = value
             }
             if take != .ours {
-                try Self.apply(wanted, to: record, tx)
+                try self.apply(wanted, to: record, tx)
             }
             record.status = .resolved
             record.resolution = take
@@ -441,14 +441,14 @@ extension Store {
     /// Writes a value into the conflicted field (or the whole document), validated like any
     /// change and stored in the document's canonical form. `null` (or no value) removes the field,
     /// which is refused for a field the document must have.
-    private static func apply(_ value: JSONValue?, to record: ConflictRecord, _ tx: Transaction) throws {
+    private func apply(_ value: JSONValue?, to record: ConflictRecord, _ tx: Transaction) throws {
         let removing = value == nil || value == .null
         if record.field == "(document)" {
             // A whole document's conflict is an edit against a delete: the delete is taken with
             // --take, never by a null value.
             if value == .null { throw ChatSyncError.invalid(field: "value", rule: "null cannot stand for a whole document; take ours or theirs to keep the delete") }
-            if removing { try tx.delete(record.path); return }
-            try putValidated(value!, at: record.path, kind: record.documentType, tx)
+            if removing { try removeDocument(at: record.path, tx); return }
+            try Self.putValidated(value!, at: record.path, kind: record.documentType, tx)
             return
         }
         guard let data = try tx.data(at: record.path), case .object(var doc)? = data.withUnsafeBytes({ FastJSON.parse($0) }) else {
@@ -467,9 +467,26 @@ extension Store {
         }
         set(&doc, keys[...])
         if case .string? = doc["updated_at"] { doc["updated_at"] = .string(tx.now.rfc3339) }
-        let stored = try putValidated(.object(doc), at: record.path, kind: record.documentType, tx)
+        let stored = try Self.putValidated(.object(doc), at: record.path, kind: record.documentType, tx)
         if removing, keys.count == 1, case .object(let written)? = stored.withUnsafeBytes({ FastJSON.parse($0) }), written[keys[0]] != nil {
             throw ChatSyncError.invalid(field: "value", rule: "null would remove \(record.field), which a \(record.documentType.rawValue) must have")
+        }
+    }
+
+    /// Takes a delete the way the delete commands do: a chat goes with its messages (refused
+    /// while a session uses it), a mission or hop with what is below it, and the documents
+    /// numbered after a message, hop or tool step are renumbered.
+    private func removeDocument(at path: String, _ tx: Transaction) throws {
+        guard try tx.data(at: path) != nil else { return }
+        switch Layout.locate(path) {
+        case .chat(let id)?: try removeChat(id, tx)
+        case .mission(let id)?: try removeMission(id, tx)
+        case .hop(let missionID, let id)?: try removeHop(id, missionID: missionID, tx)
+        case .toolStep(let missionID, let hopID, let id)?: try removeToolStep(id, missionID: missionID, hopID: hopID, tx)
+        case .message(let chatID, _)?:
+            try tx.delete(path)
+            _ = try TreeMerge.renumberMessages(chatID, tx)
+        default: try tx.delete(path)
         }
     }
 
