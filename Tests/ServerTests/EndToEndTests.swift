@@ -80,9 +80,15 @@ final class EndToEndTests: XCTestCase {
                 group.addTask {
                     var bad: [String] = []
                     for i in 0..<100 {
-                        let (s, body) = try await Self.send("POST", base + "/api/chats/\(chatID)/messages",
-                                                            #"{"role": "user", "content": "client \#(c) message \#(i)"}"#, token: "e2e-token")
-                        if s != 201 { bad.append("\(s) \(body.map { "\($0)" } ?? "")") }
+                        // A client error is a failure to report, never a throw: a throw cancels the
+                        // group, and cancelling URLSession tasks can deadlock FoundationNetworking.
+                        do {
+                            let (s, body) = try await Self.send("POST", base + "/api/chats/\(chatID)/messages",
+                                                                #"{"role": "user", "content": "client \#(c) message \#(i)"}"#, token: "e2e-token")
+                            if s != 201 { bad.append("\(s) \(body.map { "\($0)" } ?? "")") }
+                        } catch {
+                            bad.append("client \(c) message \(i): \(error)")
+                        }
                     }
                     return bad
                 }
