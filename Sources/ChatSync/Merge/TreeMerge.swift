@@ -75,15 +75,15 @@ enum TreeMerge {
                     // Edit against delete: the edit wins, and the conflict is recorded.
                     let editSide: Side = o.newOID == nil ? .theirs : .ours
                     let edited = editSide == .ours ? o : t
+                    let (before, kept) = (try parse(edited.oldOID), try parse(edited.newOID))
                     // Renumbered only (a delete on that side moved it up): no edit, the delete stands.
-                    if onlyRenumbered(try parse(edited.oldOID), try parse(edited.newOID)) {
+                    if onlyRenumbered(before, kept) {
                         if editSide == .ours { try tx.delete(path); summary.changedPaths += 1 }
                         continue
                     }
                     if editSide == .theirs { tx.putBlob(edited.newOID!, at: path); summary.changedPaths += 1 }
                     if loc?.kind != nil && loc?.kind != .conflict {
-                        let kept = try parse(edited.newOID)
-                        record(makeRecord(kind: .deleteVsEdit, path: path, location: loc, field: "(document)", base: try parse(edited.oldOID),
+                        record(makeRecord(kind: .deleteVsEdit, path: path, location: loc, field: "(document)", base: before,
                                           chosen: kept, other: nil, chosenCommit: commits[editSide]!,
                                           otherCommit: commits[editSide == .ours ? .theirs : .ours]!, when: timestamp(of: kept)))
                     }

@@ -19,15 +19,19 @@ enum Patch {
         }
         let data = try DocumentCoding.encode(JSONValue.object(fields))
         let result = try DocumentCoding.decodeInput(D.self, from: data, limits: limits)
-        // null removes an optional field; a field the document always has (its default would
-        // silently come back) is refused.
-        let removed = patch.filter { $0.value == .null }.keys
-        if !removed.isEmpty, case .object(let written)? = try? DocumentCoding.makeDecoder().decode(JSONValue.self, from: DocumentCoding.encode(result)) {
-            for key in removed.sorted() where written[key] != nil {
-                throw ChatSyncError.invalid(field: key, rule: "cannot be removed (null): a \(D.kind.rawValue) always has it")
-            }
-        }
+        let removed = patch.filter { $0.value == .null }.keys.sorted()
+        if !removed.isEmpty { try refuseRemovedFields(removed, written: try DocumentCoding.encode(result), kind: D.kind) }
         return result
+    }
+
+    /// null removes an optional field; a field the document always has is refused (its default
+    /// would silently come back in `written`, the document as the model writes it). The error
+    /// names `field`, or else the removed field.
+    static func refuseRemovedFields(_ removed: [String], written: Data, kind: DocumentKind, field: String? = nil) throws {
+        guard case .object(let fields)? = written.withUnsafeBytes({ FastJSON.parse($0) }) else { return }
+        for key in removed where fields[key] != nil {
+            throw ChatSyncError.invalid(field: field ?? key, rule: "\(key) cannot be removed (null): a \(kind.rawValue) always has it")
+        }
     }
 }
 

@@ -182,16 +182,18 @@ extension Store {
         }
     }
 
-    private func requireRemote(_ remote: String, _ repo: Repository) throws {
-        guard try wrapGit({ try repo.remoteURL(remote) }) != nil else { throw ChatSyncError.notFound(kind: "remote", id: remote) }
+    /// The remote's URL; a remote the store does not have is not found.
+    @discardableResult
+    private func requireRemote(_ remote: String, _ repo: Repository) throws -> String {
+        guard let url = try wrapGit({ try repo.remoteURL(remote) }) else { throw ChatSyncError.notFound(kind: "remote", id: remote) }
+        return url
     }
 
     /// Fetches the remote's branch. Returns its tip (nil when the remote has no such branch yet).
     @discardableResult
     public func fetch(_ remote: String = "origin", options sync: SyncOptions = SyncOptions()) throws -> (tip: OID?, newCommits: Int) {
         try withRepository { repo in
-            try requireRemote(remote, repo)
-            try sync.applyCertificateAuthorities(for: try wrapGit { try repo.remoteURL(remote) })
+            try sync.applyCertificateAuthorities(for: try requireRemote(remote, repo))
             let before = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
             try withRetry("fetch from \(remote)", sync.retry) {
                 _ = try repo.fetch(remote: remote, credentials: sync.credentials, progress: sync.progress)
@@ -279,11 +281,11 @@ extension Store {
     public func push(_ remote: String = "origin", options sync: SyncOptions = SyncOptions()) throws -> SyncReport {
         var r = SyncReport(remote: remote)
         try withRepository { repo in
-            try requireRemote(remote, repo)
+            let url = try requireRemote(remote, repo)
             guard let local = try wrapGit({ try repo.referenceTarget(branchRef) }) else { return }
             let known = try wrapGit { try repo.referenceTarget(remoteRef(remote)) }
             if known == local { r.head = local.hex; return }
-            try sync.applyCertificateAuthorities(for: try wrapGit { try repo.remoteURL(remote) })
+            try sync.applyCertificateAuthorities(for: url)
             r.pushedCommits = try wrapGit { try repo.walk(from: local, hiding: known.map { [$0] } ?? []).count }
             try withRetry("push to \(remote)", sync.retry) {
                 try repo.push(remote: remote, refspecs: ["\(branchRef):\(branchRef)"], credentials: sync.credentials, progress: sync.progress)
@@ -468,8 +470,8 @@ extension Store {
         set(&doc, keys[...])
         if case .string? = doc["updated_at"] { doc["updated_at"] = .string(tx.now.rfc3339) }
         let stored = try Self.putValidated(.object(doc), at: record.path, kind: record.documentType, tx)
-        if removing, keys.count == 1, case .object(let written)? = stored.withUnsafeBytes({ FastJSON.parse($0) }), written[keys[0]] != nil {
-            throw ChatSyncError.invalid(field: "value", rule: "null would remove \(record.field), which a \(record.documentType.rawValue) must have")
+        if removing, keys.count == 1 {
+            try Patch.refuseRemovedFields([keys[0]], written: stored, kind: record.documentType, field: "value")
         }
     }
 

@@ -24,13 +24,6 @@ public struct WatchOptions: Sendable {
 }
 
 extension Store {
-    /// Every change to the store as it happens: this process's commits, the branch moved by
-    /// anything else, JSON files edited by hand in the work tree, and what a sync merged in.
-    /// With `since` (a commit), it first replays, in commit order, every change after that
-    /// commit, then continues live: a consumer that keeps the last `commit` it saw and
-    /// restarts from it sees no change twice and misses none.
-    ///
-    ///     for try await event in store.watch(since: lastSeen) { print(event.jsonLine) }
     /// The commit a watch replays after: a commit of the branch's history (what a watch event
     /// named), never a tree, a file or a commit the branch never had.
     public func watchCursor(_ since: String) throws -> OID {
@@ -46,6 +39,13 @@ extension Store {
         return c
     }
 
+    /// Every change to the store as it happens: this process's commits, the branch moved by
+    /// anything else, JSON files edited by hand in the work tree, and what a sync merged in.
+    /// With `since` (a commit), it first replays, in commit order, every change after that
+    /// commit, then continues live: a consumer that keeps the last `commit` it saw and
+    /// restarts from it sees no change twice and misses none.
+    ///
+    ///     for try await event in store.watch(since: lastSeen) { print(event.jsonLine) }
     public func watch(since: String? = nil, options: WatchOptions = WatchOptions()) -> AsyncThrowingStream<ChangeEvent, Error> {
         AsyncThrowingStream { continuation in
             let watcher = Watcher(store: self, since: since, options: options, continuation: continuation)
