@@ -99,6 +99,44 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(try a.verify().ok)
     }
 
+    /// Each side creates a session for the same user (each completing the user's others): after
+    /// the merge the user has one active session, the newest by activity, and both sides' merges
+    /// give the same tree.
+    func testSessionsCreatedOnBothSidesLeaveTheUserOneActiveSession() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let first = try origin.createSession(userID: "u")
+        let otherUser = try origin.createSession(userID: "v")
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let a = try clone(self, bare, "a"), b = try clone(self, bare, "b")
+        let onA = try a.createSession(userID: "u", name: "on A")
+        Thread.sleep(forTimeInterval: 0.005)
+        let onB = try b.createSession(userID: "u", name: "on B")
+        XCTAssertGreaterThan(onB.lastActivityAt, onA.lastActivityAt)
+        try a.addRemote("peer", url: b.path)
+        try b.addRemote("peer", url: a.path)
+        let aTip = try XCTUnwrap(a.head()), bTip = try XCTUnwrap(b.head())
+        try a.fetch("peer", options: quickSync)
+        try b.fetch("peer", options: quickSync)
+        _ = try a.merge(bTip, from: "peer")
+        _ = try b.merge(aTip, from: "peer")
+        XCTAssertEqual(try treeID(a), try treeID(b), "both sides complete the same session the same way")
+        for store in [a, b] {
+            XCTAssertEqual(try store.listSessions(userID: "u", status: .active).map(\.id), [onB.id])
+            XCTAssertEqual(try store.activeSession(userID: "u")?.id, onB.id)
+            let superseded = try store.session(onA.id)
+            XCTAssertEqual(superseded.status, .completed)
+            XCTAssertEqual(superseded.updatedAt, onB.createdAt)
+            XCTAssertEqual(try store.session(first.id).status, .completed)
+            XCTAssertEqual(try store.session(otherUser.id).status, .active, "another user's session is not touched")
+            XCTAssertTrue(try store.verify().ok)
+        }
+        let subject = try git(a.path, "log", "-1", "--merges", "--format=%s").out
+        XCTAssertTrue(subject.contains("1 session(s) completed"), subject)
+    }
+
     func testEditAgainstDeleteKeepsTheEditAndAMessageToADeletedChatIsNotLost() throws {
         let origin = try makeStore(self)
         let bare = freshPath(self, "bare") + ".git"

@@ -6,6 +6,8 @@ struct MergeSummary {
     /// Paths whose content came from the other side or from a document merge.
     var changedPaths = 0
     var conflicts: [ConflictRecord] = []
+    /// The sessions either side changed (their paths), for the lifecycle's rules after a merge.
+    var sessionPaths: [String] = []
 }
 
 /// The three-way merge of two commits of a store, done by chatsync (never by git's line
@@ -129,9 +131,11 @@ enum TreeMerge {
             case .message(let chatID, _)?, .chat(let chatID)?: chats.insert(chatID)
             case .hop(let missionID, _)?, .mission(let missionID)?: missions.insert(missionID)
             case .toolStep(let missionID, let hopID, _)?: hops.insert(hopID); hopMission[hopID] = missionID
+            case .session?: summary.sessionPaths.append(path)
             default: break
             }
         }
+        summary.sessionPaths.sort()
         for dir in protected.keys {
             switch Layout.locate(containerDocument(in: dir)) {
             case .chat(let id)?: chats.insert(id)

@@ -50,6 +50,31 @@ extension Store {
         }
     }
 
+    /// After a merge: when each side created a session for the same user (each completing the
+    /// user's others), the user is left with two active sessions. The one the app sees as active
+    /// (the newest by `last_activity_at`, then id) stays active and the others are completed, as
+    /// the later creation would have done. Their `updated_at` comes from the merged documents,
+    /// not the clock, so both sides' merges write the same documents. Returns the completed ids.
+    func completeSupersededSessions(changed paths: [String], _ tx: Transaction) throws -> [String] {
+        var users = Set<String>()
+        for path in paths {
+            if let s = try tx.document(UserSession.self, at: path), s.status == .active { users.insert(s.userID) }
+        }
+        var completed: [String] = []
+        for user in users.sorted() {
+            let active = try sessionIndex.sessions(tx) { $0.userID == user && $0.status == .active }
+                .sorted { ($0.lastActivityAt, $0.id) > ($1.lastActivityAt, $1.id) }
+            guard let kept = active.first else { continue }
+            for var other in active.dropFirst() {
+                other.status = .completed
+                other.updatedAt = max(other.updatedAt, kept.createdAt)
+                try tx.put(other, at: Layout.session(other.id))
+                completed.append(other.id)
+            }
+        }
+        return completed
+    }
+
     /// The chat id made for a new session: derived from the session id, so a retried change makes the same one.
     private static func newIDFor(session: String) -> String { "chat-" + session.prefix(59) }
 

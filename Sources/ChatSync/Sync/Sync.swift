@@ -250,10 +250,12 @@ extension Store {
                 return r
             }
             let summary = try TreeMerge.merge(into: tx, ours: ours, theirs: theirs, base: base)
+            let superseded = try self.completeSupersededSessions(changed: summary.sessionPaths, tx)
             tx.mergeParent = theirs
             r.conflicts = summary.conflicts.count
             tx.message = "merge \(remote) (\(theirs.short)): \(r.mergedCommits) commit(s), \(summary.changedPaths) document(s) changed"
                 + (summary.conflicts.isEmpty ? "" : ", \(summary.conflicts.count) conflict(s) recorded")
+                + (superseded.isEmpty ? "" : ", \(superseded.count) session(s) completed (each side made another one active)")
                 + "\n\nChatsync-Origin: remote \(remote)"
             return r
         }
