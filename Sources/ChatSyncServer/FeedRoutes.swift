@@ -68,13 +68,15 @@ struct FeedRoutes {
     func register(_ api: RouterGroup<AppContext>) {
         let feed = state.feed
         api.ws("watch", shouldUpgrade: { request, _ in
+            // The cursor first: a refused handshake is an empty 400 (the WebSocket layer's), so
+            // a plain GET of the same URL is how a client reads which field was wrong.
+            try await feed.checkCursor(request.query("since"))
             // A plain GET (no upgrade asked for) would get an empty 200.
             guard request.headers[.upgrade]?.lowercased() == "websocket" else {
                 throw APIError(.badRequest, code: "invalid_input",
                                message: "/api/watch is a WebSocket: ask for Upgrade: websocket, or read /api/changes (Server-Sent Events)",
                                field: "Upgrade")
             }
-            try await feed.checkCursor(request.query("since"))
             return .upgrade([:])
         }, onUpgrade: { inbound, outbound, context in
             let since = context.request.uri.queryParameters.get("since")

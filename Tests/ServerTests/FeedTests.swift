@@ -52,6 +52,15 @@ final class FeedTests: XCTestCase {
             let plain = try await client.call(.get, "/api/watch")
             XCTAssertEqual(plain.status, 400, "a plain GET of the WebSocket route")
             XCTAssertEqual(plain.errorField, "Upgrade")
+            // A handshake with a bad cursor is refused before any frame; the same URL as a plain
+            // GET names the field.
+            do {
+                _ = try await client.ws("/api/watch?since=not-a-commit") { _, _, _ in XCTFail("upgraded with a bad cursor") }
+                XCTFail("the handshake must be refused")
+            } catch {}
+            let plainBad = try await client.call(.get, "/api/watch?since=not-a-commit")
+            XCTAssertEqual(plainBad.status, 400)
+            XCTAssertEqual(plainBad.errorField, "since")
             // A tree, or a commit the branch never had, is no cursor either (it replayed everything).
             let tip = try XCTUnwrap(try store.head())
             func git(_ args: String...) throws -> String {
