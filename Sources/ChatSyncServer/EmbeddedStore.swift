@@ -7,7 +7,7 @@ enum EmbeddedStore {
   "info": {
     "title": "chatsync",
     "version": "1.0.0",
-    "description": "The HTTP API of a chatsync store (`chatsync serve`): chat sessions, chats, messages, missions, hops, tool steps and assets kept as JSON documents in a git repository. Every change is one git commit on the store's branch, so the store's git history is the history of the data; other clients and plain git may change the store too, and /api/sync merges with git remotes.\n\nDocuments are described by the store format's JSON Schemas (draft 2020-12), served at /api/schemas/<name>.schema.json and referenced here relatively (schemas/chat.schema.json). Field names are snake_case; absent optional fields are omitted, never null; timestamps are RFC 3339 UTC with milliseconds.\n\nErrors have the body {\"error\": {\"code\", \"message\", \"field\"?}}; code is one of invalid_input (400), unauthorized (401), not_found (404), conflict (409), payload_too_large (413), remote_error (502), bad_store and storage_error (500).\n\nWhen the server is started with --token, every request must carry `Authorization: Bearer <token>`; without --token no authentication is required."
+    "description": "The HTTP API of a chatsync store (`chatsync serve`): chat sessions, chats, messages, missions, hops, tool steps and assets kept as JSON documents in a git repository. Every change is one git commit on the store's branch, so the store's git history is the history of the data; other clients and plain git may change the store too, and /api/sync merges with git remotes.\n\nDocuments are described by the store format's JSON Schemas (draft 2020-12), served at /api/schemas/<name>.schema.json and referenced here relatively (schemas/chat.schema.json). Field names are snake_case; absent optional fields are omitted, never null; timestamps are RFC 3339 UTC with milliseconds.\n\nErrors have the body {\"error\": {\"code\", \"message\", \"field\"?}}; code is one of invalid_input (400, and any other 4xx), unauthorized (401), not_found (404), method_not_allowed (405, with an Allow header), conflict (409), payload_too_large (413), remote_error (502), bad_store and storage_error (500), internal_error (500: a fault of the server's, logged in full; its message is cut to 300 characters).\n\nWhen the server is started with --token, every request must carry `Authorization: Bearer <token>`; without --token no authentication is required."
   },
   "servers": [
     {
@@ -2640,13 +2640,15 @@ enum EmbeddedStore {
                 "type": "string",
                 "enum": [
                   "invalid_input",
+                  "unauthorized",
                   "not_found",
+                  "method_not_allowed",
                   "conflict",
+                  "payload_too_large",
+                  "remote_error",
                   "bad_store",
                   "storage_error",
-                  "remote_error",
-                  "unauthorized",
-                  "payload_too_large"
+                  "internal_error"
                 ],
                 "description": "A stable code for machines."
               },

@@ -39,12 +39,25 @@ struct APIError: HTTPResponseError {
         case is NIOTooManyBytesError:
             return APIError(.contentTooLarge, code: "payload_too_large", message: "the request body is larger than the server accepts")
         case let e as HTTPError:
-            let code = e.status == .notFound ? "not_found" : (e.status == .methodNotAllowed ? "method_not_allowed" : "http_\(e.status.code)")
-            return APIError(e.status, code: code, message: e.body ?? e.status.reasonPhrase)
+            return APIError(e.status, code: code(for: e.status), message: e.body ?? e.status.reasonPhrase)
         case let e as any HTTPResponseError:
-            return APIError(e.status, code: "http_\(e.status.code)", message: e.status.reasonPhrase)
+            return APIError(e.status, code: code(for: e.status), message: e.status.reasonPhrase)
         default:
-            return APIError(.internalServerError, code: "internal_error", message: "\(error)")
+            // A bug of the server's: the whole error goes to the log, a short one to the client.
+            return APIError(.internalServerError, code: "internal_error", message: String("\(error)".prefix(300)))
+        }
+    }
+
+    /// The error code (one of the OpenAPI document's `Error.code` values) for a status.
+    static func code(for status: HTTPResponse.Status) -> String {
+        switch status.code {
+        case 401: return "unauthorized"
+        case 404: return "not_found"
+        case 405: return "method_not_allowed"
+        case 409: return "conflict"
+        case 413: return "payload_too_large"
+        case 400..<500: return "invalid_input"
+        default: return "internal_error"
         }
     }
 }

@@ -550,6 +550,10 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(t.rfc3339, "2026-11-23T03:27:50.123Z")
         XCTAssertEqual(Timestamp(rfc3339: "2026-11-23T04:27:50.1+01:00")?.rfc3339, "2026-11-23T03:27:50.100Z")
         XCTAssertEqual(Timestamp(rfc3339: "2024-02-29T00:00:00Z")?.rfc3339, "2024-02-29T00:00:00.000Z")
+        // More than three fraction digits are cut to milliseconds (four digits stopped the process).
+        XCTAssertEqual(Timestamp(rfc3339: "2020-01-01T00:00:00.1234Z")?.rfc3339, "2020-01-01T00:00:00.123Z")
+        XCTAssertEqual(Timestamp(rfc3339: "2020-01-01T00:00:00.987654321-00:30")?.rfc3339, "2020-01-01T00:30:00.987Z")
+        XCTAssertEqual(Timestamp(rfc3339: "2020-01-01T00:00:00.12Z")?.rfc3339, "2020-01-01T00:00:00.120Z")
         for bad in ["2026-02-30T00:00:00Z", "2026-11-23 03:27:50Z", "2026-11-23T03:27:50", "yesterday", "2026-13-01T00:00:00Z"] {
             XCTAssertNil(Timestamp(rfc3339: bad), bad)
         }

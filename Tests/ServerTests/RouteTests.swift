@@ -151,8 +151,21 @@ final class RouteTests: XCTestCase {
         let store = try makeServerStore(self)
         let chat = try store.createChat(userID: "u")
         let before = try store.commitCount()
+        // Nested past what a response that wraps the document could still be read with (509 levels
+        // were accepted, after which listing chats failed for everyone), and just past the rule.
+        let deep = String(repeating: "[", count: 509) + String(repeating: "]", count: 509)
+        let deep101 = String(repeating: "[", count: 101) + String(repeating: "]", count: 101)
+        let deep100 = String(repeating: "[", count: 99) + String(repeating: "]", count: 99)
         try await app(store).test(.router) { client in
+            let contract = try await client.call(.get, "/api/openapi.json")
+            var codes = Set<String>()
+            if case .array(let listed)? = contract.body?["components"]?["schemas"]?["Error"]?["properties"]?["error"]?["properties"]?["code"]?["enum"] {
+                codes = Set(listed.compactMap(\.stringValue))
+            }
+            XCTAssertTrue(codes.contains("invalid_input"))
             let cases: [(HTTPRequest.Method, String, String?, Int, String?)] = [
+                (.post, "/api/chats", #"{"user_id": "u", "context_data": {"a": \#(deep)}}"#, 400, "context_data"),
+                (.post, "/api/chats/\(chat.id)/messages", #"{"role": "user", "content": "x", "message_metadata": {"a": \#(deep101)}}"#, 400, "message_metadata"),
                 (.post, "/api/chats", "{not json", 400, "body"),
                 (.post, "/api/chats", "[1, 2]", 400, "body"),
                 (.post, "/api/chats", #"{"title": "no user"}"#, 400, "user_id"),
@@ -175,6 +188,7 @@ final class RouteTests: XCTestCase {
                 let r = try await client.call(method, uri, body)
                 XCTAssertEqual(r.status, status, "\(method) \(uri): \(r.text)")
                 XCTAssertNotNil(r.errorCode, "\(method) \(uri): a JSON error body: \(r.text)")
+                XCTAssertTrue(codes.contains(r.errorCode ?? ""), "\(method) \(uri): \(r.errorCode ?? "-") is a code of the contract")
                 if let field { XCTAssertEqual(r.errorField, field, "\(method) \(uri): \(r.text)") }
             }
             // Oversize body: 413.
@@ -182,8 +196,18 @@ final class RouteTests: XCTestCase {
             let big = try await client.call(.post, "/api/chats", huge)
             XCTAssertEqual(big.status, 413)
             XCTAssertEqual(big.errorCode, "payload_too_large")
+            let wrongMethod = try await client.call(.delete, "/api/sessions")
+            XCTAssertEqual(wrongMethod.status, 405)
+            XCTAssertTrue(codes.contains(wrongMethod.errorCode ?? ""), wrongMethod.text)
+            let listing = try await client.call(.get, "/api/chats")
+            XCTAssertEqual(listing.status, 200, "listing still works")
         }
         XCTAssertEqual(try store.commitCount(), before, "no refused request may write")
+        // A hundred levels in one field are allowed.
+        let kept = try await app(store).test(.router) { client in
+            try await client.call(.post, "/api/chats", #"{"user_id": "u", "context_data": {"a": \#(deep100)}}"#)
+        }
+        XCTAssertEqual(kept.status, 201, kept.text)
     }
 
     func testMissionsHopsStepsAndAssetsRoutes() async throws {

@@ -390,6 +390,8 @@ public struct ToolStep: Document {
         try Rules.object(parameterMapping, "parameter_mapping")
         try Rules.object(resultMapping, "result_mapping")
         try Rules.object(resourceConfigs, "resource_configs")
+        try Rules.nesting(.array(validationErrors), "validation_errors")
+        try Rules.nesting(executionResult, "execution_result")
     }
 }
 
@@ -464,5 +466,6 @@ public struct Asset: Document {
         try Rules.id(scopeID, "scope_id")
         try Rules.object(assetMetadata, "asset_metadata")
         if let dbEntityMetadata, dbEntityMetadata != .null { try Rules.object(dbEntityMetadata, "db_entity_metadata") }
+        try Rules.nesting(content, "content")
     }
 }

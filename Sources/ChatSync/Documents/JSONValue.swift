@@ -13,6 +13,16 @@ public enum JSONValue: Hashable, Sendable, Codable {
 
     public static let emptyObject = JSONValue.object([:])
 
+    /// How many arrays and objects are nested in the value (0 for a scalar), counted no further than `limit`.
+    public func nestingDepth(upTo limit: Int) -> Int {
+        guard limit > 0 else { return 0 }
+        switch self {
+        case .array(let a): return 1 + (a.lazy.map { $0.nestingDepth(upTo: limit - 1) }.max() ?? 0)
+        case .object(let o): return 1 + (o.values.lazy.map { $0.nestingDepth(upTo: limit - 1) }.max() ?? 0)
+        default: return 0
+        }
+    }
+
     public init(from decoder: Decoder) throws {
         let c = try decoder.singleValueContainer()
         if c.decodeNil() { self = .null }

@@ -52,5 +52,16 @@ public enum Rules {
 
     public static func object(_ v: JSONValue, _ field: String) throws {
         guard v.isObject else { throw ChatSyncError.invalid(field: field, rule: "must be a JSON object ({...})") }
+        try nesting(v, field)
+    }
+
+    /// How deep arrays and objects may nest in one field's value. JSON parsers stop somewhere
+    /// (Foundation's at 512 levels, counting the document and whatever a response wraps it in),
+    /// so a deeper value could be written but no longer read back or listed.
+    public static let maxNesting = 100
+
+    public static func nesting(_ v: JSONValue?, _ field: String) throws {
+        guard let v, v.nestingDepth(upTo: maxNesting + 1) > maxNesting else { return }
+        throw ChatSyncError.invalid(field: field, rule: "must nest arrays and objects at most \(maxNesting) levels deep")
     }
 }

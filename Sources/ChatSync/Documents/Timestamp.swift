@@ -50,7 +50,8 @@ public struct Timestamp: Hashable, Comparable, Sendable, Codable, CustomStringCo
                 digits += 1; i += 1
             }
             guard digits > 0 else { return nil }
-            for _ in digits..<3 where digits < 3 { millis *= 10 }
+            var scaled = digits
+            while scaled < 3 { millis *= 10; scaled += 1 }
         }
         guard i < b.count else { return nil }
         var offsetMinutes = 0
