@@ -462,6 +462,17 @@ final class StoreTests: XCTestCase {
         let path = store.path + "/" + Layout.chat(chat.id)
         try Data(#"{"id":"\#(chat.id)","user_id":"u","created_at":"nope","updated_at":"2026-11-20T10:00:00.000Z"}"#.utf8).write(to: URL(fileURLWithPath: path))
         try Data("{}".utf8).write(to: URL(fileURLWithPath: store.path + "/stray.json"))
+        // Numbers with a gap (unique, but not 1…N): hop #3 made #7, a hop's only step #1 made #2.
+        let mission = try store.createMission(userID: "u", name: "M")
+        let hops = try (1...3).map { try store.addHop(missionID: mission.id, name: "h\($0)") }
+        let step = try store.addToolStep(hopID: hops[0].id, toolID: "t", name: "s")
+        store.syncWorkTree()
+        for (file, from, to) in [(Layout.hop(mission.id, hops[2].id), 3, 7), (Layout.step(mission.id, hops[0].id, step.id), 1, 2)] {
+            let text = try String(contentsOfFile: store.path + "/" + file, encoding: .utf8)
+            XCTAssertTrue(text.contains("\"sequence_order\": \(from)"), text)
+            try text.replacingOccurrences(of: "\"sequence_order\": \(from)", with: "\"sequence_order\": \(to)")
+                .write(toFile: store.path + "/" + file, atomically: true, encoding: .utf8)
+        }
         try git(store.path, "add", "-A")
         XCTAssertEqual(try git(store.path, "commit", "-qm", "hand edit").status, 0)
         let report = try store.verify()
@@ -470,6 +481,8 @@ final class StoreTests: XCTestCase {
         XCTAssertTrue(report.problems.contains { $0.path == "stray.json" }, "\(report.problems)")
         XCTAssertTrue(report.problems.contains { $0.path == Layout.message(chat.id, m1.id) && $0.problem.contains("zzz") }, "\(report.problems)")
         XCTAssertTrue(report.problems.contains { $0.path == Layout.message(chat.id, m2.id) && $0.problem.contains("canonical") }, "\(report.problems)")
+        XCTAssertTrue(report.problems.contains { $0.path == Layout.hopsDir(mission.id) && $0.problem.contains("gaps") }, "\(report.problems)")
+        XCTAssertTrue(report.problems.contains { $0.path == "hop \(hops[0].id)" && $0.problem.contains("gaps") }, "\(report.problems)")
     }
 
     /// New ids are random version-4 UUIDs in lowercase (the id rule's form), none repeated.

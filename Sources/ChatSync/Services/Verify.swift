@@ -73,10 +73,10 @@ extension Store {
             }
             for (missionID, hops) in hopsByMission {
                 if missions[missionID] == nil { problem(Layout.missionDir(missionID), "hops without a mission.json") }
-                if Set(hops.map(\.sequenceOrder)).count != hops.count { problem(Layout.hopsDir(missionID), "hops' sequence_order is not unique") }
+                if let rule = Self.numberingProblem(hops.map(\.sequenceOrder)) { problem(Layout.hopsDir(missionID), "hops' sequence_order \(rule)") }
             }
-            for (hopID, steps) in stepsByHop where Set(steps.map(\.sequenceOrder)).count != steps.count {
-                problem("hop \(hopID)", "tool steps' sequence_order is not unique")
+            for (hopID, steps) in stepsByHop {
+                if let rule = Self.numberingProblem(steps.map(\.sequenceOrder)) { problem("hop \(hopID)", "tool steps' sequence_order \(rule)") }
             }
             let allHops = Set(hopsByMission.values.flatMap { $0.map(\.id) })
             let hopsWithFiles = Set(hopsByMission.values.flatMap { $0 }.map(\.id))
@@ -175,5 +175,15 @@ extension Store {
             }
         }
         return problems
+    }
+
+    /// Why numbers are not 1…N (each once), or nil when they are.
+    static func numberingProblem(_ numbers: [Int]) -> String? {
+        if Set(numbers).count != numbers.count { return "is not unique" }
+        let sorted = numbers.sorted()
+        if let gap = sorted.enumerated().first(where: { $0.element != $0.offset + 1 }) {
+            return "is not 1…\(numbers.count) without gaps (\(gap.element) where \(gap.offset + 1) belongs)"
+        }
+        return nil
     }
 }
