@@ -155,7 +155,7 @@ enum EmbeddedStore {
       "post": {
         "operationId": "createSession",
         "summary": "Create a session",
-        "description": "Creates a session for a user. Unless chat_id names an existing chat, a chat is created for it (title = the session's name, context {}). Without a name it is \"Session N\", N = the user's session count + 1. The user's other active sessions are marked completed. One commit. 404 when chat_id or mission_id names no document; 409 when the id is taken.",
+        "description": "Creates a session for a user. Unless chat_id names an existing chat, a chat is created for it (title = the session's name, context {}; its id is `chat-` + the session id cut to 64 characters, or a new one when a chat has that id). Without a name it is \"Session N\", N = the user's session count + 1. The user's other active sessions are marked completed. One commit. 404 when chat_id or mission_id names no document; 409 when the id is taken.",
         "tags": [
           "sessions"
         ],
@@ -427,6 +427,9 @@ enum EmbeddedStore {
           },
           "404": {
             "$ref": "#/components/responses/NotFound"
+          },
+          "409": {
+            "$ref": "#/components/responses/Conflict"
           },
           "413": {
             "$ref": "#/components/responses/PayloadTooLarge"
@@ -1700,7 +1703,7 @@ enum EmbeddedStore {
         ],
         "requestBody": {
           "required": true,
-          "description": "The hop fields to change, as a JSON object; a field set to null is removed (optional fields only). Fields: name, description, goal, success_criteria, rationale, status, is_final, is_resolved, error_message, hop_metadata, user_id. The result is validated like a new hop: an unknown or immutable field, or a value breaking a rule, is refused with 400 naming the field.",
+          "description": "The hop fields to change, as a JSON object; a field set to null is removed (optional fields only). Fields: name, description, goal, success_criteria, rationale, status, is_final, is_resolved, error_message, hop_metadata. The result is validated like a new hop: an unknown or immutable field, or a value breaking a rule, is refused with 400 naming the field.",
           "content": {
             "application/json": {
               "schema": {
@@ -2053,7 +2056,7 @@ enum EmbeddedStore {
         ],
         "requestBody": {
           "required": true,
-          "description": "The tool step fields to change, as a JSON object; a field set to null is removed (optional fields only). Fields: tool_id, name, description, status, parameter_mapping, result_mapping, resource_configs, validation_errors, execution_result, error_message, started_at, completed_at, user_id. The result is validated like a new tool step: an unknown or immutable field, or a value breaking a rule, is refused with 400 naming the field.",
+          "description": "The tool step fields to change, as a JSON object; a field set to null is removed (optional fields only). Fields: tool_id, name, description, status, parameter_mapping, result_mapping, resource_configs, validation_errors, execution_result, error_message, started_at, completed_at. The result is validated like a new tool step: an unknown or immutable field, or a value breaking a rule, is refused with 400 naming the field.",
           "content": {
             "application/json": {
               "schema": {
@@ -2346,7 +2349,7 @@ enum EmbeddedStore {
         ],
         "requestBody": {
           "required": true,
-          "description": "The asset fields to change, as a JSON object; a field set to null is removed (optional fields only). Fields: name, description, schema_definition, subtype, scope_type, scope_id, status, role, content, content_summary, asset_metadata, db_entity_metadata, user_id. The result is validated like a new asset: an unknown or immutable field, or a value breaking a rule, is refused with 400 naming the field.",
+          "description": "The asset fields to change, as a JSON object; a field set to null is removed (optional fields only). Fields: name, description, schema_definition, subtype, scope_type, scope_id, status, role, content, content_summary, asset_metadata, db_entity_metadata. The result is validated like a new asset: an unknown or immutable field, or a value breaking a rule, is refused with 400 naming the field.",
           "content": {
             "application/json": {
               "schema": {

@@ -447,6 +447,23 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
     }
 
+    /// A session's chat id is derived from the session id; a chat that has it already is no
+    /// reason to refuse the session (it was a 409).
+    func testASessionsChatIdThatIsTakenIsNoConflict() throws {
+        let store = try makeStore(self)
+        _ = try store.createChat(userID: "bob", id: "chat-foo1")
+        let s = try store.createSession(userID: "alice", id: "foo1")
+        XCTAssertNotEqual(s.chatID, "chat-foo1")
+        XCTAssertEqual(try store.chat(s.chatID).userID, "alice")
+        XCTAssertEqual(try store.chat("chat-foo1").userID, "bob")
+        let long1 = String(repeating: "b", count: 64), long2 = String(repeating: "b", count: 63) + "c"
+        let a = try store.createSession(userID: "alice", id: long1), b = try store.createSession(userID: "alice", id: long2)
+        XCTAssertEqual(a.chatID, "chat-" + String(repeating: "b", count: 59))
+        XCTAssertNotEqual(a.chatID, b.chatID)
+        XCTAssertEqual(try store.createSession(userID: "carol", id: "plain").chatID, "chat-plain")
+        XCTAssertTrue(try store.verify().ok)
+    }
+
     func testVerifyReportsAHandCommittedBrokenDocument() throws {
         let store = try makeStore(self)
         let chat = try store.createChat(userID: "u")

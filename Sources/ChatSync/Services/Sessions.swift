@@ -31,7 +31,10 @@ extension Store {
                 _ = try tx.require(Chat.self, at: Layout.chat(chatID), id: chatID)
                 chat = chatID
             } else {
-                chat = Self.newIDFor(session: id)
+                // Derived from the session id, so a change built again makes the same one; a new
+                // id when another chat has that one already.
+                let derived = Self.newIDFor(session: id)
+                chat = try tx.exists(Layout.chat(derived)) ? newID() : derived
                 try Self.insertChat(Chat(id: chat, userID: userID, title: sessionName, createdAt: tx.now, updatedAt: tx.now), tx)
             }
             var completed: [String] = []
