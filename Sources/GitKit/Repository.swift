@@ -793,6 +793,71 @@ public final class Repository: @unchecked Sendable {
         try check(code, "check out \(paths.count) path(s)")
     }
 
+    /// Makes the work tree and git's index show the tree `target`'s version of `paths` (or no
+    /// file, where `target` has none), whatever the files hold now: each file that differs is
+    /// replaced whole (a new file renamed over it), and its index entry is made from it. For
+    /// files whose content the caller has just taken into a commit; the caller holds off other
+    /// writers of the work tree.
+    public func showInWorkTree(_ target: OID, paths: [String]) throws {
+        guard let root = workdir, !paths.isEmpty else { return }
+        var index: OpaquePointer?
+        try check(git_repository_index(&index, pointer), "open index")
+        defer { git_index_free(index) }
+        try check(git_index_read(index, 1), "read index")
+        for path in paths {
+            let file = root + path
+            if let e = try entry(in: target, path: path) {
+                let data = try readBlob(e.oid)
+                if FileManager.default.contents(atPath: file) != data {
+                    try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+                    try data.write(to: URL(fileURLWithPath: file), options: .atomic)
+                }
+                try check(git_index_add_bypath(index, path), "add \(path) to the index")
+            } else {
+                unlink(file)
+                let code = git_index_remove_bypath(index, path)
+                if code != 0 && code != GIT_ENOTFOUND.rawValue { try check(code, "remove \(path) from the index") }
+            }
+        }
+        try check(git_index_write(index), "write the index")
+    }
+
+    /// The blobs git's index records for these paths (what each file was last checked out or
+    /// staged as); paths it does not hold are left out.
+    public func indexBlobs(_ paths: [String]) throws -> [String: OID] {
+        var index: OpaquePointer?
+        try check(git_repository_index(&index, pointer), "open index")
+        defer { git_index_free(index) }
+        try check(git_index_read(index, 1), "read index")
+        var out: [String: OID] = [:]
+        for path in paths {
+            if let entry = git_index_get_bypath(index, path, 0) { out[path] = OID(entry.pointee.id) }
+        }
+        return out
+    }
+
+    /// The files of the work tree that differ from the index: changed, deleted, or not in it
+    /// (inside new folders too). Unchanged files are known by their recorded size and times,
+    /// not read.
+    public func workTreeChanges() throws -> [String] {
+        var index: OpaquePointer?
+        try check(git_repository_index(&index, pointer), "open index")
+        defer { git_index_free(index) }
+        var opts = git_diff_options()
+        try check(git_diff_options_init(&opts, UInt32(GIT_DIFF_OPTIONS_VERSION)), "diff options")
+        opts.flags = GIT_DIFF_INCLUDE_UNTRACKED.rawValue | GIT_DIFF_RECURSE_UNTRACKED_DIRS.rawValue
+        var diff: OpaquePointer?
+        try check(git_diff_index_to_workdir(&diff, pointer, index, &opts), "compare the work tree with the index")
+        defer { git_diff_free(diff) }
+        var out: [String] = []
+        for i in 0..<git_diff_num_deltas(diff) {
+            guard let d = git_diff_get_delta(diff, i) else { continue }
+            let file = d.pointee.new_file.path ?? d.pointee.old_file.path
+            if let file { out.append(String(cString: file)) }
+        }
+        return out
+    }
+
     /// The tree git's index describes (what the work tree was last checked out or staged as).
     public func indexTree() throws -> OID {
         var index: OpaquePointer?

@@ -181,6 +181,101 @@ final class WatchTests: XCTestCase {
         XCTAssertFalse(try git(store.path, "ls-files").out.contains("stray.json"))
     }
 
+    /// Hand edits as a serious user makes them, found by a black-box probe: each is one commit
+    /// that keeps what others changed meanwhile, leaves the work tree and git's index showing the
+    /// branch (no commit loop, no file missing from the index), and deletes folders the way the
+    /// delete commands do.
+    func testHandEditsKeepOthersChangesLeaveTheWorkTreeCleanAndDeleteFoldersWhole() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u", title: "Original")
+        let m1 = try store.appendMessage(chatID: chat.id, role: .user, content: "one")
+        _ = try store.appendMessage(chatID: chat.id, role: .user, content: "two")
+        let mission = try store.createMission(userID: "u", name: "M")
+        let hops = try (1...3).map { try store.addHop(missionID: mission.id, name: "h\($0)") }
+        _ = try store.addToolStep(hopID: hops[1].id, toolID: "t", name: "s")
+        let asset = try store.createAsset(userID: "u", name: "A", schemaDefinition: .emptyObject, scopeType: .hop, scopeID: hops[1].id, role: .input)
+        _ = try store.updateMission(mission.id, patch: ["current_hop_id": .string(hops[1].id)])
+        let session = try store.createSession(userID: "u", chatID: chat.id)
+        // Edited while nothing watched: taken when the watch starts.
+        store.syncWorkTree()
+        let chatFile = store.path + "/" + Layout.chat(chat.id)
+        func edit(_ file: String, _ from: String, _ to: String) throws {
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            XCTAssertTrue(text.contains(from), "\(from) in \(text)")
+            try text.replacingOccurrences(of: from, with: to).write(toFile: file, atomically: true, encoding: .utf8)
+        }
+        try edit(chatFile, "\"Original\"", "\"Edited offline\"")
+        let sink = watch(store) { $0.quietPeriod = 0.1 }
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == chat.id && $0.kind == .updated && $0.origin == .workdir } }, "\(sink.all)")
+        XCTAssertEqual(try store.chat(chat.id).title, "Edited offline")
+
+        // A hand edit and a command changing the same chat at once: both are kept.
+        try edit(chatFile, "\"Edited offline\"", "\"Edited by hand\"")
+        _ = try store.updateChat(chat.id, patch: ["context_data": .object(["k": .string("cli")])])
+        XCTAssertTrue(sink.wait { $0.filter { $0.id == chat.id && $0.origin == .workdir }.count >= 2 }, "\(sink.all)")
+        let merged = try store.chat(chat.id)
+        XCTAssertEqual(merged.title, "Edited by hand")
+        XCTAssertEqual(merged.contextData, .object(["k": .string("cli")]), "the command's change is not undone")
+
+        // A message's number set by hand is derived again: nothing to commit, and the file shows
+        // the number (it kept the hand's, and was committed again and again).
+        let m1File = store.path + "/" + Layout.message(chat.id, m1.id)
+        let beforeRenumber = try store.commitCount()
+        try edit(m1File, "\"sequence_order\": 1", "\"sequence_order\": 7")
+        XCTAssertTrue(sink.wait { _ in (try? String(contentsOfFile: m1File, encoding: .utf8))?.contains("\"sequence_order\": 1") == true })
+        usleep(800_000)
+        XCTAssertEqual(try store.commitCount(), beforeRenumber, "no commit, no loop")
+        XCTAssertEqual(try store.message(chatID: chat.id, id: m1.id).sequenceOrder, 1)
+        // Its content edited by hand: one commit, with updated_at.
+        try edit(m1File, "\"one\"", "\"one, edited\"")
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == m1.id && $0.origin == .workdir } }, "\(sink.all)")
+        XCTAssertNotNil(try store.message(chatID: chat.id, id: m1.id).updatedAt)
+        XCTAssertEqual(try store.commitCount(), beforeRenumber + 1)
+
+        // A message file made by hand: committed, and in git's index (a plain `git commit` must not delete it).
+        let typed = ChatMessage(id: "hand-1", chatID: chat.id, sequenceOrder: 3, role: .user, content: "typed", createdAt: .now())
+        let typedFile = store.path + "/" + Layout.message(chat.id, typed.id)
+        try FileManager.default.createDirectory(atPath: (typedFile as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try DocumentCoding.encode(typed).write(to: URL(fileURLWithPath: typedFile))
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == "hand-1" && $0.kind == .created } }, "\(sink.all)")
+        store.syncWorkTree()
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "", "work tree and index show the branch")
+
+        // The lifecycle and what never changes hold for hand edits too.
+        _ = try store.archiveSession(session.id)
+        store.syncWorkTree()
+        let before = try store.commitCount()
+        let sessionFile = store.path + "/" + Layout.session(session.id)
+        try edit(sessionFile, "\"archived\"", "\"active\"")
+        XCTAssertTrue(sink.wait { $0.contains { $0.path == Layout.session(session.id) && $0.kind == .error } }, "\(sink.all)")
+        try git(store.path, "checkout", "--", Layout.session(session.id))
+        try edit(m1File, "\"created_at\": \"", "\"created_at\": \"1")
+        XCTAssertTrue(sink.wait { $0.contains { $0.path == Layout.message(chat.id, m1.id) && $0.kind == .error && $0.error?.contains("created_at") == true } }, "\(sink.all)")
+        try git(store.path, "checkout", "--", Layout.message(chat.id, m1.id))
+        XCTAssertEqual(try store.commitCount(), before)
+
+        // A chat folder a session uses: refused whole (no message deleted one by one).
+        try FileManager.default.removeItem(atPath: store.path + "/" + Layout.chatDir(chat.id))
+        XCTAssertTrue(sink.wait { $0.contains { $0.path == Layout.chat(chat.id) && $0.kind == .error } }, "\(sink.all)")
+        usleep(500_000)
+        XCTAssertEqual(try store.commitCount(), before)
+        XCTAssertEqual(try store.listMessages(chatID: chat.id).count, 3)
+        try git(store.path, "checkout", "--", Layout.chatDir(chat.id))
+
+        // A hop's folder: deleted as `hop delete` does (its steps and assets, the current hop, numbers).
+        try FileManager.default.removeItem(atPath: store.path + "/" + Layout.hopDir(mission.id, hops[1].id))
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == hops[1].id && $0.kind == .deleted } }, "\(sink.all)")
+        XCTAssertEqual(try store.listHops(missionID: mission.id).map(\.id), [hops[0].id, hops[2].id])
+        XCTAssertEqual(try store.listHops(missionID: mission.id).map(\.sequenceOrder), [1, 2])
+        XCTAssertNil(try store.mission(mission.id).currentHopID)
+        XCTAssertThrowsError(try store.asset(asset.id))
+        XCTAssertEqual(try store.commitCount(), before + 1, "one commit")
+        let report = try store.verify()
+        XCTAssertTrue(report.ok, "\(report.problems)")
+        store.syncWorkTree()
+        XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "")
+    }
+
     func testResumingFromACursorSeesNoChangeTwiceAndMissesNone() throws {
         let store = try makeStore(self)
         let chat = try store.createChat(userID: "u")

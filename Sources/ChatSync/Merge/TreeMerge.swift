@@ -173,7 +173,7 @@ enum TreeMerge {
         return a == b
     }
 
-    private static func mergeRules(for kind: DocumentKind?) -> (derived: Set<String>, latest: Set<String>) {
+    static func mergeRules(for kind: DocumentKind?) -> (derived: Set<String>, latest: Set<String>) {
         switch kind {
         case .message?: return (["sequence_order"], ["updated_at"])
         case .session?: return ([], ["updated_at", "last_activity_at"])

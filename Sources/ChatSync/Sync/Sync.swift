@@ -480,7 +480,8 @@ extension Store {
     /// Takes a delete the way the delete commands do: a chat goes with its messages (refused
     /// while a session uses it), a mission or hop with what is below it, and the documents
     /// numbered after a message, hop or tool step are renumbered.
-    private func removeDocument(at path: String, _ tx: Transaction) throws {
+    /// Removes a document as its delete command does (see `resolveConflict`, hand deletions).
+    func removeDocument(at path: String, _ tx: Transaction) throws {
         guard try tx.data(at: path) != nil else { return }
         switch Layout.locate(path) {
         case .chat(let id)?: try removeChat(id, tx)
@@ -497,7 +498,7 @@ extension Store {
     /// Checks a document like any input and stages it in its canonical form (so a `null` or a
     /// field left to its default is written as the model writes it); returns the bytes staged.
     @discardableResult
-    private static func putValidated(_ value: JSONValue, at path: String, kind: DocumentKind, _ tx: Transaction) throws -> Data {
+    static func putValidated(_ value: JSONValue, at path: String, kind: DocumentKind, _ tx: Transaction) throws -> Data {
         let data = CanonicalJSON.serialize(value)
         func check<D: Document>(_ t: D.Type) throws -> Data { try DocumentCoding.encode(try DocumentCoding.decodeInput(t, from: data, limits: tx.limits)) }
         let stored: Data

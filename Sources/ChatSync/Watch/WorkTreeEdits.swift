@@ -20,6 +20,13 @@ final class WorkTreeEdits {
         fd = inotify_init1(Int32(IN_NONBLOCK | IN_CLOEXEC))
         guard fd >= 0 else { throw ChatSyncError.storage("cannot watch the work tree: inotify_init1: \(String(cString: strerror(errno)))") }
         addWatches("")
+        // Edits made while nothing watched: the files that differ from git's index.
+        do {
+            let changed = try store.follower.whileHeld { _ in try store.withRepository { try $0.workTreeChanges() } }
+            for path in changed where Self.isCandidate(path) { pending[path] = .distantPast }
+        } catch {
+            FileHandle.standardError.write(Data("chatsync: cannot compare the work tree with the index: \(error)\n".utf8))
+        }
     }
 
     deinit { close(fd) }
@@ -93,18 +100,25 @@ final class WorkTreeEdits {
         guard !ready.isEmpty else { return [] }
         for p in ready { pending.removeValue(forKey: p) }
         // Which of them differ from what the work tree is recorded to show and from the branch:
-        // the others are chatsync's own checkouts, not edits.
-        let edited: [(String, Data?)]
+        // the others are chatsync's own checkouts, not edits. Each edit's base, the version it
+        // started from, is what git's index says the file was last checked out as (the work
+        // tree's sync leaves an edited file and its index entry alone while the branch moves
+        // on); when the index holds the edit itself (`git add`), the recorded tree's version.
+        let edited: [(path: String, bytes: Data?, base: Data?)]
         do {
             edited = try store.follower.whileHeld { recorded in
                 try store.read { snap in
-                    var out: [(String, Data?)] = []
+                    let indexed = try snap.repo.indexBlobs(ready)
+                    var out: [(path: String, bytes: Data?, base: Data?)] = []
                     for path in ready {
                         let bytes = FileManager.default.contents(atPath: store.path + "/" + path)
                         let head = try snap.data(at: path)
                         if bytes == head { continue }
-                        if let recorded, bytes == (try snap.repo.entry(in: recorded, path: path)).flatMap({ try? snap.repo.readBlob($0.oid) }) { continue }
-                        out.append((path, bytes))
+                        let shown = try recorded.map { try snap.repo.entry(in: $0, path: path).flatMap { try? snap.repo.readBlob($0.oid) } } ?? head
+                        if recorded != nil && bytes == shown { continue }
+                        var base = try indexed[path].map { try snap.repo.readBlob($0) }
+                        if base == nil || base == bytes { base = shown }
+                        out.append((path, bytes, base))
                     }
                     return out
                 }
@@ -113,12 +127,22 @@ final class WorkTreeEdits {
             return [errorEvent(nil, "\(error)")]
         }
         var events: [ChangeEvent] = []
-        var handledDirs: [String] = []
-        for (path, bytes) in edited where !handledDirs.contains(where: { path.hasPrefix($0 + "/") }) {
+        // Folders deleted whole (or whose deletion was refused): the files below them are settled.
+        var settledDirs: [String] = []
+        for edit in edited where !settledDirs.contains(where: { edit.path.hasPrefix($0 + "/") }) {
+            var target = edit.path
             do {
-                if let dir = try commitEdit(path, bytes) { handledDirs.append(dir) }
+                if let bytes = edit.bytes {
+                    try commitEdit(edit.path, bytes, base: edit.base)
+                } else if let (document, folder) = deletedContainer(of: edit.path) {
+                    target = document
+                    settledDirs.append(folder)
+                    try commitDeletion(document, folder: folder)
+                } else {
+                    try commitDeletion(edit.path, folder: nil)
+                }
             } catch {
-                events.append(errorEvent(path, (error as? ChatSyncError)?.description ?? "\(error)"))
+                events.append(errorEvent(target, (error as? ChatSyncError)?.description ?? "\(error)"))
             }
         }
         return events
@@ -129,13 +153,13 @@ final class WorkTreeEdits {
         return ChangeEvent(commit: nil, kind: .error, type: loc?.kind, id: loc?.id, origin: .workdir, time: .now(), path: path, error: message)
     }
 
-    /// Validates and commits one hand edit. Returns a folder when the edit deleted it whole.
-    private func commitEdit(_ path: String, _ bytes: Data?) throws -> String? {
-        guard let loc = Layout.locate(path), let type = loc.kind, type != .conflict || bytes == nil else {
+    /// Validates and commits one hand edit, against the version it started from (`base`).
+    private func commitEdit(_ path: String, _ bytes: Data, base: Data?) throws {
+        guard let loc = Layout.locate(path), let type = loc.kind, type != .conflict else {
             if Layout.locate(path) == .marker { throw ChatSyncError.invalid(field: path, rule: "the format marker is not edited by hand") }
+            if Layout.locate(path)?.kind == .conflict { throw ChatSyncError.invalid(field: path, rule: "is not edited by hand") }
             throw ChatSyncError.invalid(field: path, rule: "is not where the layout puts a document (see Store/FORMAT.md)")
         }
-        guard let bytes else { return try commitDeletion(path, loc) }
         let limits = store.options.limits
         // Strict reading: every field known, every rule, the id and the folder matching the file.
         var canonical: Data
@@ -180,56 +204,118 @@ final class WorkTreeEdits {
         case .conflict, .marker:
             throw ChatSyncError.invalid(field: path, rule: "is not edited by hand")
         }
-        // A hand edit is an edit: it gets a new updated_at unless the person set one.
-        let headBytes = try store.read { try $0.data(at: path) }
-        if let headBytes, case .object(let old)? = headBytes.withUnsafeBytes({ FastJSON.parse($0) }),
-           case .object(var new)? = canonical.withUnsafeBytes({ FastJSON.parse($0) }),
-           new["updated_at"] == old["updated_at"], type != .conflict {
-            new["updated_at"] = .string(Timestamp.now().rfc3339)
-            canonical = CanonicalJSON.serialize(.object(new))
+        guard case .object(var hand)? = canonical.withUnsafeBytes({ FastJSON.parse($0) }) else {
+            throw ChatSyncError.invalid(field: path, rule: "must be a JSON object")
         }
-        let canonicalBytes = canonical
+        // Against the version the edit started from: what an update may not change, the
+        // session lifecycle, and a new updated_at unless the person set one.
+        let baseValue = base.flatMap { $0.withUnsafeBytes { FastJSON.parse($0) } }
+        if baseValue == .object(hand) {
+            // The same document, written another way (indented, keys in another order): no edit.
+            showCommitted(path, ifStill: bytes)
+            return
+        }
+        if case .object(let old)? = baseValue {
+            for field in ["user_id", "created_at"] where old[field] != nil && hand[field] != old[field] {
+                throw ChatSyncError.invalid(field: field, rule: "cannot be changed (it is \(old[field]!.compactText))")
+            }
+            if type == .session, case .string(let was)? = old["status"], case .string(let now)? = hand["status"], was != now,
+               let from = SessionStatus(rawValue: was), let to = SessionStatus(rawValue: now), !Store.transitions.contains([from, to]) {
+                throw ChatSyncError.conflict("cannot change session \(loc.id ?? "") from \(was) to \(now): a session goes from active to completed, abandoned or archived, and from completed or abandoned to archived")
+            }
+            // (A message's number alone is no edit: it is derived, and put back below.)
+            let numberOnly = type == .message && TreeMerge.onlyRenumbered(baseValue, .object(hand))
+            if hand["updated_at"] == old["updated_at"], !numberOnly {
+                hand["updated_at"] = .string(Timestamp.now().rfc3339)
+            }
+        }
+        let handValue = JSONValue.object(hand)
         try store.read { try parentCheck($0) }
-        // Valid: the file takes the stored form before the commit, so the work tree shows the branch.
-        if canonicalBytes != bytes { try? canonicalBytes.write(to: URL(fileURLWithPath: store.path + "/" + path)) }
         try store.perform { tx in
             try parentCheck(tx)
-            let old = try tx.data(at: path)
-            tx.putRaw(canonicalBytes, at: path)
+            let current = try tx.data(at: path)
+            var value = handValue
+            if current != base, let current, let currentValue = current.withUnsafeBytes({ FastJSON.parse($0) }) {
+                // Changed on the branch too since the work tree showed it (a command, another
+                // process): both are kept, field by field; where both changed a field, the hand edit.
+                var conflicts: [FieldConflict] = []
+                let rules = TreeMerge.mergeRules(for: type)
+                value = JSONMerge.merge(base: baseValue, a: handValue, b: currentValue, aWins: true, derived: rules.derived,
+                                        latest: rules.latest, conflicts: &conflicts) ?? handValue
+            }
+            let stored = try Store.putValidated(value, at: path, kind: type, tx)
             try Self.renumber(after: loc, tx)
             tx.origin = .workdir
-            tx.message = Self.message(type, loc.id ?? "", old: old, new: canonicalBytes)
+            tx.message = Self.message(type, loc.id ?? "", old: current, new: stored)
         }
+        showCommitted(path, ifStill: bytes)
+    }
+
+    /// Makes the work tree file and the index show what was committed for a hand-edited path
+    /// (its canonical form, a renumbering, another change merged in), unless the file changed
+    /// again meanwhile (that edit is the next round's). The work tree's sync leaves files that
+    /// differ from what it last wrote alone, so without this they would differ from the branch
+    /// for good, and be taken for a new edit.
+    private func showCommitted(_ path: String, ifStill bytes: Data) {
+        do {
+            try store.follower.whileHeld { _ in
+                guard FileManager.default.contents(atPath: store.path + "/" + path) == bytes else { return }
+                try store.withRepository { repo in
+                    guard let tip = try store.head() else { return }
+                    try repo.showInWorkTree(try repo.commit(tip).tree, paths: [path])
+                }
+            }
+        } catch {
+            FileHandle.standardError.write(Data("chatsync: work tree not updated for \(path): \(error)\n".utf8))
+        }
+    }
+
+    /// The outermost chat, mission or hop at or above a deleted file whose folder is gone from
+    /// the work tree (or holds no file any more): deleting such a folder deletes it whole.
+    private func deletedContainer(of path: String) -> (document: String, folder: String)? {
+        var chain: [(String, String)]
+        switch Layout.locate(path) {
+        case .chat(let id)?, .message(let id, _)?: chain = [(Layout.chat(id), Layout.chatDir(id))]
+        case .mission(let id)?: chain = [(Layout.mission(id), Layout.missionDir(id))]
+        case .hop(let m, let h)?, .toolStep(let m, let h, _)?:
+            chain = [(Layout.mission(m), Layout.missionDir(m)), (Layout.hop(m, h), Layout.hopDir(m, h))]
+        default: return nil
+        }
+        for (document, folder) in chain where !holdsFiles(folder) { return (document, folder) }
         return nil
     }
 
-    private func commitDeletion(_ path: String, _ loc: Layout.Location) throws -> String? {
-        let fm = FileManager.default
-        var folder: String?
-        switch loc {
-        case .chat(let id): folder = Layout.chatDir(id)
-        case .mission(let id): folder = Layout.missionDir(id)
-        case .hop(let m, let id): folder = Layout.hopDir(m, id)
-        default: break
+    private func holdsFiles(_ folder: String) -> Bool {
+        guard let e = FileManager.default.enumerator(atPath: store.path + "/" + folder) else { return false }
+        while let name = e.nextObject() as? String {
+            var isDir: ObjCBool = false
+            if FileManager.default.fileExists(atPath: store.path + "/" + folder + "/" + name, isDirectory: &isDir), !isDir.boolValue { return true }
         }
-        if let folder, fm.fileExists(atPath: store.path + "/" + folder) {
-            throw ChatSyncError.invalid(field: path, rule: "cannot be deleted while its folder holds other documents; delete the folder, or use the chatsync command")
+        return false
+    }
+
+    /// Commits a deletion by hand as the delete commands make it: a chat with its messages
+    /// (refused while a session uses it), a mission or hop with what is below it and the assets
+    /// scoped to it, numbers after it renumbered.
+    private func commitDeletion(_ path: String, folder: String?) throws {
+        guard let loc = Layout.locate(path), loc != .marker else {
+            if Layout.locate(path) == .marker { throw ChatSyncError.invalid(field: path, rule: "the format marker is not deleted by hand") }
+            throw ChatSyncError.invalid(field: path, rule: "is not where the layout puts a document (see Store/FORMAT.md)")
         }
-        try store.perform { tx in
-            if let folder {
-                if case .chat(let id) = loc {
-                    let users = try tx.shardedDocuments(UserSession.self, in: "sessions").filter { $0.chatID == id }
-                    if !users.isEmpty { throw ChatSyncError.conflict("chat \(id) is used by session(s) \(users.map(\.id).joined(separator: ", "))") }
-                }
-                try tx.deleteTree(folder)
-            } else {
-                try tx.delete(path)
-                try Self.renumber(after: loc, tx)
+        if folder == nil {
+            switch loc {
+            case .chat, .mission, .hop:
+                throw ChatSyncError.invalid(field: path, rule: "cannot be deleted while its folder holds other documents; delete the folder, or use the chatsync command")
+            default: break
             }
+        }
+        let store = self.store
+        try store.perform { tx in
+            guard try tx.data(at: path) != nil else { return }
+            try store.removeDocument(at: path, tx)
             tx.origin = .workdir
             tx.message = "\(loc.kind?.rawValue ?? "document") \(short(loc.id ?? "")): deleted by hand\(folder != nil ? " with its folder" : "")\n\nChatsync-Origin: workdir"
         }
-        return folder
     }
 
     /// Keeps numbers whole after a hand edit: a chat's messages, a mission's hops, a hop's steps.
