@@ -2519,7 +2519,7 @@ enum EmbeddedStore {
       "get": {
         "operationId": "watchChanges",
         "summary": "Watch changes (WebSocket)",
-        "description": "Upgrades the connection to a WebSocket (send the usual `Connection: Upgrade`, `Upgrade: websocket` and `Sec-WebSocket-Key`/`Sec-WebSocket-Version` headers). The server then sends one text frame per change event, a JSON object described by schemas/event.schema.json: every commit on the branch's first-parent chain, oldest first, and in each the documents that changed (created, updated, deleted), plus error events for refused hand edits and failed syncs. With `since`, the server first replays every change after that commit, then goes on live. A client that keeps the `commit` of the last event it handled and reconnects with ?since=<that commit> misses nothing and sees no change twice, also across a crash or a dropped connection. 400 when since is not a commit of the branch. A refused handshake (a bad since; a missing or wrong token on a server that has one) is answered by the WebSocket layer with a 400 and an empty body, before any frame: the same URL as a plain GET, without the Upgrade headers, answers with the JSON error that names the field (since, or 401 for the token).",
+        "description": "Upgrades the connection to a WebSocket (send the usual `Connection: Upgrade`, `Upgrade: websocket` and `Sec-WebSocket-Key`/`Sec-WebSocket-Version` headers). The server then sends one text frame per change event, a JSON object described by schemas/event.schema.json: every commit on the branch's first-parent chain, oldest first, and in each the documents that changed (created, updated, deleted), plus error events for refused hand edits and failed syncs. With `since`, the server first replays every change after that commit, then goes on live. A client that keeps the `cursor` of the last event it handled (COMMIT:N, the N-th change of that commit) and reconnects with ?since=<that cursor> misses nothing and sees no change twice, also when it stopped in the middle of a commit's changes, also across a crash or a dropped connection. 400 when since is not a commit of the branch. A refused handshake (a bad since; a missing or wrong token on a server that has one) is answered by the WebSocket layer with a 400 and an empty body, before any frame: the same URL as a plain GET, without the Upgrade headers, answers with the JSON error that names the field (since, or 401 for the token).",
         "tags": [
           "changes"
         ],
@@ -2527,7 +2527,7 @@ enum EmbeddedStore {
           {
             "name": "since",
             "in": "query",
-            "description": "A commit id (the `commit` of the last event handled): replay every change after it before going live. Without it, only changes from now on.",
+            "description": "An event's cursor (COMMIT:N: resume after that change) or a commit id (resume after all its changes): replay every change after it before going live. Without it, only changes from now on.",
             "schema": {
               "type": "string",
               "minLength": 1
@@ -2578,7 +2578,7 @@ enum EmbeddedStore {
       "get": {
         "operationId": "streamChanges",
         "summary": "Stream changes (Server-Sent Events)",
-        "description": "A text/event-stream of change events: each event's `data:` line is one change event JSON (schemas/event.schema.json) and its `id:` is the event's commit. With `since` (or the `Last-Event-ID` header, which browsers' EventSource sends when reconnecting) the server first replays every change after that commit, then goes on live, so a client reconnecting with ?since=<last commit> misses nothing and sees no change twice. 400 when since is not a commit of the branch.",
+        "description": "A text/event-stream of change events: each event's `data:` line is one change event JSON (schemas/event.schema.json) and its `id:` is the event's cursor (COMMIT:N, the N-th change of that commit). With `since` (or the `Last-Event-ID` header, which browsers' EventSource sends when reconnecting) the server first replays every change after that cursor (or after all the changes of a commit id), then goes on live, so a client reconnecting with the last id misses nothing and sees no change twice, also when it stopped in the middle of a commit's changes. 400 when since is not a commit of the branch or a cursor of one.",
         "tags": [
           "changes"
         ],
@@ -2586,7 +2586,7 @@ enum EmbeddedStore {
           {
             "name": "since",
             "in": "query",
-            "description": "A commit id (the `commit` of the last event handled): replay every change after it before going live. Without it, only changes from now on.",
+            "description": "An event's cursor (COMMIT:N: resume after that change) or a commit id (resume after all its changes): replay every change after it before going live. Without it, only changes from now on.",
             "schema": {
               "type": "string",
               "minLength": 1
@@ -2595,7 +2595,7 @@ enum EmbeddedStore {
           {
             "name": "Last-Event-ID",
             "in": "header",
-            "description": "The id (commit) of the last event received, as EventSource sends it on reconnect; same as since.",
+            "description": "The id (the cursor) of the last event received, as EventSource sends it on reconnect; same as since.",
             "schema": {
               "type": "string",
               "minLength": 1
@@ -3584,7 +3584,8 @@ enum EmbeddedStore {
   "description": "One event of the watch stream (`chatsync watch`, one per line; the library's Store.watch). A change to one document, or an error: a hand edit that was refused, or a sync that failed. Absent fields are omitted.",
   "type": "object",
   "properties": {
-    "commit": { "type": "string", "pattern": "^[0-9a-f]{40}$", "description": "The commit that made the change: the cursor to resume after (--since). Absent for errors." },
+    "commit": { "type": "string", "pattern": "^[0-9a-f]{40}$", "description": "The commit that made the change; resuming after it (--since) skips all its changes. Absent for errors." },
+    "cursor": { "type": "string", "pattern": "^[0-9a-f]{40}:[1-9][0-9]*$", "description": "COMMIT:N, this change's place in its commit (its N-th change, in a fixed order): the cursor to resume after (--since, ?since=, the SSE id), so that a watcher stopped in the middle of a commit's changes gets the rest of them. Absent for errors." },
     "kind": { "enum": ["created", "updated", "deleted", "error"] },
     "type": { "enum": ["session", "chat", "message", "mission", "hop", "tool_step", "asset", "conflict"], "description": "The document type; absent for a failed sync." },
     "id": { "$ref": "common.schema.json#/$defs/id", "description": "The document's id." },

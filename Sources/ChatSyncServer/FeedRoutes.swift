@@ -101,7 +101,7 @@ struct FeedRoutes {
                         try await writer.write(ByteBuffer(string: ": chatsync change feed\n\n"))
                         for try await event in events {
                             var chunk = ""
-                            if let commit = event.commit { chunk += "id: \(commit)\n" }
+                            if let cursor = event.cursor { chunk += "id: \(cursor)\n" }
                             chunk += "data: \(event.jsonLine)\n\n"
                             try await writer.write(ByteBuffer(string: chunk))
                         }

@@ -7,13 +7,14 @@ struct WatchCommand: AsyncParsableCommand {
     static let configuration = CommandConfiguration(commandName: "watch",
         abstract: "Print every change as one JSON line: this process's, other processes', hand edits, and syncs.",
         discussion: """
-        Each line is a change event (see Store/FORMAT.md, "Change events"). With --since COMMIT it first
-        replays every change after that commit, then continues live; keep the last "commit" you saw
-        and pass it again to miss nothing. JSON files edited by hand in the store are validated and
+        Each line is a change event (see Store/FORMAT.md, "Change events"). With --since CURSOR it
+        first replays every change after that event's "cursor" (COMMIT:N), or after all the changes
+        of a COMMIT, then continues live; keep the "cursor" of the last event you handled and pass
+        it again to miss nothing and see nothing twice. JSON files edited by hand in the store are validated and
         committed; invalid ones give an error event and are left as they are. Stops on SIGINT or SIGTERM.
         """)
     @OptionGroup var global: GlobalOptions
-    @Option(help: "Replay the changes after this commit first.") var since: String?
+    @Option(help: "Replay the changes after this event cursor (COMMIT:N) or commit first.") var since: String?
     @Option(help: "Sync with this remote periodically.") var sync: String?
     @Option(help: "Seconds between syncs.") var interval: Double = 60
     @Flag(help: "Do not watch the work tree for hand edits.") var noWorkTree = false

@@ -303,6 +303,34 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(replay.all.compactMap(\.id), ids)
     }
 
+    /// A watcher stopped in the middle of a commit's changes resumes after the last one it
+    /// handled (its `cursor`): the rest of that commit, then what follows, none twice.
+    func testResumingInsideACommitGetsTheRestOfIt() throws {
+        let store = try makeStore(self)
+        _ = try store.createSession(userID: "u")
+        let start = try XCTUnwrap(store.head()).hex
+        // One commit of three changes: a chat, a session, and the user's other session completed.
+        _ = try store.createSession(userID: "u")
+        let after = try store.appendMessage(chatID: try store.createChat(userID: "u").id, role: .user, content: "later")
+        let first = watch(store, since: start) { $0.workTree = false }
+        XCTAssertTrue(first.wait { $0.contains { $0.id == after.id } })
+        first.stop()
+        let all = first.all
+        let commit = try XCTUnwrap(all.first?.commit)
+        let ofCommit = all.filter { $0.commit == commit }
+        XCTAssertEqual(ofCommit.count, 3, "\(all)")
+        XCTAssertEqual(ofCommit.map(\.cursor), (1...3).map { "\(commit):\($0)" })
+        // Handled the first change only, then stopped.
+        let resumed = watch(store, since: try XCTUnwrap(ofCommit[0].cursor)) { $0.workTree = false }
+        XCTAssertTrue(resumed.wait { $0.contains { $0.id == after.id } })
+        XCTAssertEqual(resumed.all.map(\.cursor), all.dropFirst().map(\.cursor), "the rest of the commit, then what follows")
+        // After its last change: as after the commit.
+        let whole = watch(store, since: "\(commit):3") { $0.workTree = false }
+        XCTAssertTrue(whole.wait { $0.contains { $0.id == after.id } })
+        XCTAssertEqual(whole.all.first?.commit, all.first { $0.commit != commit }?.commit)
+        XCTAssertThrowsError(try store.watchCursor("\(commit):x"))
+    }
+
     func testABadCursorIsAClearError() throws {
         let store = try makeStore(self)
         let sink = EventSink(store.watch(since: "no-such-commit"))
@@ -343,7 +371,9 @@ final class EventSchemaTests: XCTestCase {
         guard case .object(let props)? = schema["properties"] else { return XCTFail() }
         let full = ChangeEvent(commit: String(repeating: "a", count: 40), kind: .error, type: .message, id: "m", chatID: "c",
                                origin: .remote, time: .now(), path: "p", error: "e", remote: "origin")
-        let encoded = try JSONDecoder().decode(JSONValue.self, from: Data(full.jsonLine.utf8))
+        var withCursor = full
+        withCursor.cursor = String(repeating: "a", count: 40) + ":1"
+        let encoded = try JSONDecoder().decode(JSONValue.self, from: Data(withCursor.jsonLine.utf8))
         XCTAssertEqual(encoded.objectValue.map { Set($0.keys) }, Set(props.keys), "ChangeEvent and event.schema.json name the same fields")
     }
 }

@@ -22,8 +22,10 @@ public enum ChangeKind: String, StringEnum {
 /// One event of the watch stream. Its JSON shape is described in Store/FORMAT.md and
 /// `Store/schemas/event.schema.json`.
 public struct ChangeEvent: Codable, Sendable, Equatable {
-    /// The commit that made the change (the cursor to resume after); absent for errors.
+    /// The commit that made the change (resuming after it skips all its changes); absent for errors.
     public var commit: String?
+    /// `COMMIT:N`, this change's place in its commit (the N-th): what to resume after; absent for errors.
+    public var cursor: String?
     public var kind: ChangeKind
     /// The document type; absent for a failed sync.
     public var type: DocumentKind?
@@ -41,7 +43,7 @@ public struct ChangeEvent: Codable, Sendable, Equatable {
     public var remote: String?
 
     enum CodingKeys: String, CodingKey {
-        case commit, kind, type, id, chatID = "chat_id", origin, time, path, error, remote
+        case commit, cursor, kind, type, id, chatID = "chat_id", origin, time, path, error, remote
     }
 
     public init(commit: String?, kind: ChangeKind, type: DocumentKind?, id: String?, chatID: String? = nil, origin: ChangeOrigin,

@@ -24,26 +24,33 @@ public struct WatchOptions: Sendable {
 }
 
 extension Store {
-    /// The commit a watch replays after: a commit of the branch's history (what a watch event
-    /// named), never a tree, a file or a commit the branch never had.
-    public func watchCursor(_ since: String) throws -> OID {
+    /// Where a watch resumes: after a commit of the branch's history (a watch event's `commit`:
+    /// after all its changes), or after one change of such a commit (an event's `cursor`,
+    /// `COMMIT:N`: after its N-th change), never a tree, a file or a commit the branch never had.
+    public func watchCursor(_ since: String) throws -> (commit: OID, after: Int?) {
         try withRepository { repo in try watchCursor(since, repo) }
     }
 
-    func watchCursor(_ since: String, _ repo: Repository) throws -> OID {
-        let rule = "must name a commit of the branch's history (a watch event's \"commit\"), got \"\(since.prefix(80))\""
-        guard let c = try? repo.revparse(since), (try? repo.commit(c)) != nil else { throw ChatSyncError.invalid(field: "since", rule: rule) }
+    func watchCursor(_ since: String, _ repo: Repository) throws -> (commit: OID, after: Int?) {
+        let rule = "must name a commit of the branch's history (a watch event's \"commit\"), or one of its changes (an event's \"cursor\", COMMIT:N), got \"\(since.prefix(80))\""
+        var revision = since
+        var after: Int?
+        if let colon = since.lastIndex(of: ":"), let n = Int(since[since.index(after: colon)...]), n >= 1 {
+            revision = String(since[..<colon])
+            after = n
+        }
+        guard let c = try? repo.revparse(revision), (try? repo.commit(c)) != nil else { throw ChatSyncError.invalid(field: "since", rule: rule) }
         guard let tip = try wrapGit({ try repo.referenceTarget(branchRef) }), (try? repo.mergeBase(c, tip)) == c else {
             throw ChatSyncError.invalid(field: "since", rule: rule)
         }
-        return c
+        return (c, after)
     }
 
     /// Every change to the store as it happens: this process's commits, the branch moved by
     /// anything else, JSON files edited by hand in the work tree, and what a sync merged in.
-    /// With `since` (a commit), it first replays, in commit order, every change after that
-    /// commit, then continues live: a consumer that keeps the last `commit` it saw and
-    /// restarts from it sees no change twice and misses none.
+    /// With `since` (a commit, or an event's `cursor`), it first replays, in commit order, every
+    /// change after it, then continues live: a consumer that keeps the `cursor` of the last event
+    /// it handled and restarts from it sees no change twice and misses none.
     ///
     ///     for try await event in store.watch(since: lastSeen) { print(event.jsonLine) }
     public func watch(since: String? = nil, options: WatchOptions = WatchOptions()) -> AsyncThrowingStream<ChangeEvent, Error> {
@@ -88,7 +95,12 @@ final class Watcher: @unchecked Sendable {
             let repo = try wrapGit { try Repository.open(store.path) }
             var cursor: OID?
             if let since {
-                cursor = try store.watchCursor(since, repo)
+                let resume = try store.watchCursor(since, repo)
+                cursor = resume.commit
+                // Resuming inside a commit: the rest of its changes first.
+                if let after = resume.after {
+                    for event in try events(of: resume.commit, repo).dropFirst(after) { continuation.yield(event) }
+                }
             } else {
                 cursor = try wrapGit { try repo.referenceTarget(store.branchRef) }
             }
@@ -151,13 +163,19 @@ final class Watcher: @unchecked Sendable {
         let parentTree = try wrapGit { try info.parents.first.map { try repo.commit($0).tree } }
         let origin = store.origins.origin(of: commit) ?? Self.origin(fromMessage: info.message)
         let time = Timestamp(milliseconds: info.committer.time * 1000)
-        return try wrapGit { try repo.diff(from: parentTree, to: info.tree) }.compactMap { change in
+        let events = try wrapGit { try repo.diff(from: parentTree, to: info.tree) }.compactMap { change -> ChangeEvent? in
             guard let loc = Layout.locate(change.path), let type = loc.kind else { return nil }
             let kind: ChangeKind = change.status == .added ? .created : (change.status == .deleted ? .deleted : .updated)
             var chatID: String?
             if case .message(let c, _) = loc { chatID = c }
             return ChangeEvent(commit: commit.hex, kind: kind, type: type, id: loc.id, chatID: chatID, origin: origin,
                                time: time, path: change.path)
+        }
+        // Each change's place in its commit (the diff's order, the same on every read), to resume after it.
+        return events.enumerated().map { i, e in
+            var e = e
+            e.cursor = "\(commit.hex):\(i + 1)"
+            return e
         }
     }
 
