@@ -23,6 +23,7 @@ struct Body {
             throw ChatSyncError.invalid(field: "body", rule: "must be valid JSON")
         }
         guard case .object(let o) = value else { throw ChatSyncError.invalid(field: "body", rule: "must be a JSON object") }
+        try StrictJSON.check(data)
         return Body(fields: o)
     }
 

@@ -575,6 +575,26 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try Store.open(at: dir)) { XCTAssertTrue("\($0)".contains("newer")) }
     }
 
+    /// JSON given by a person: a key twice, or an integer past 64 bits, is refused with its
+    /// path; everything else JSONDecoder reads passes.
+    func testStrictJSONRefusesRepeatedKeysAndOversizeIntegers() throws {
+        func problem(_ text: String, field: String? = nil) -> String? {
+            do { try StrictJSON.check(Data(text.utf8), field: field); return nil } catch let e as ChatSyncError {
+                if case .invalid(let f, _) = e { return f }
+                return "\(e)"
+            } catch { return "\(error)" }
+        }
+        for good in [#"{"a": 1, "b": {"a": 2}, "c": [{"a": 1}, {"a": 2}]}"#, #"{"a\"b": 1, "a\\\"b": 2, "x": "}{,:\""}"#,
+                     #"[-9223372036854775808, 9223372036854775807, 1.5, 1e300, -0.0, true, false, null]"#, #""text""#, "{}"] {
+            XCTAssertNil(problem(good), good)
+        }
+        XCTAssertEqual(problem(#"{"a": 1, "b": 2, "a": 3}"#), "a")
+        XCTAssertEqual(problem(#"{"m": {"k": [0, {"\u006b": 1, "k": 2}]}}"#, field: "metadata"), "metadata.m.k.1.k")
+        XCTAssertEqual(problem(#"{"n": [1, 9223372036854775808]}"#), "n.1")
+        XCTAssertEqual(problem(#"-9223372036854775809"#, field: "value"), "value")
+        XCTAssertThrowsError(try JSONValue.parse(#"{"k": 1, "k": 2}"#, field: "metadata"))
+    }
+
     func testTimestampsAndLayout() throws {
         let t = try XCTUnwrap(Timestamp(rfc3339: "2026-11-23T03:27:50.123Z"))
         XCTAssertEqual(t.rfc3339, "2026-11-23T03:27:50.123Z")

@@ -166,6 +166,9 @@ final class RouteTests: XCTestCase {
             let cases: [(HTTPRequest.Method, String, String?, Int, String?)] = [
                 (.post, "/api/chats", #"{"user_id": "u", "context_data": {"a": \#(deep)}}"#, 400, "context_data"),
                 (.post, "/api/chats/\(chat.id)/messages", #"{"role": "user", "content": "x", "message_metadata": {"a": \#(deep101)}}"#, 400, "message_metadata"),
+                (.post, "/api/chats", #"{"user_id": "u", "user_id": "v"}"#, 400, "user_id"),
+                (.post, "/api/chats", #"{"user_id": "u", "context_data": {"a": [1, {"b": 1, "\u0062": 2}]}}"#, 400, "context_data.a.1.b"),
+                (.post, "/api/chats", #"{"user_id": "u", "context_data": {"big": 12345678901234567890}}"#, 400, "context_data.big"),
                 (.post, "/api/chats", "{not json", 400, "body"),
                 (.post, "/api/chats", "[1, 2]", 400, "body"),
                 (.post, "/api/chats", #"{"title": "no user"}"#, 400, "user_id"),

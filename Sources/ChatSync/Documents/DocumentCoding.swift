@@ -58,6 +58,7 @@ public enum DocumentCoding {
         } catch {
             throw invalidInput(from: error, document: D.kind.rawValue)
         }
+        try StrictJSON.check(data)
         try doc.validate(limits)
         return doc
     }

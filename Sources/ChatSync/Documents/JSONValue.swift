@@ -54,17 +54,21 @@ public enum JSONValue: Hashable, Sendable, Codable {
 
     public subscript(key: String) -> JSONValue? { objectValue?[key] }
 
-    /// Parses JSON text given by a person (a `--metadata` option, a request body field).
+    /// Parses JSON text given by a person (a `--metadata` option, a request body field): a key
+    /// given twice in an object, or an integer outside 64 bits, is refused.
     /// `field` names the field in the error.
     public static func parse(_ text: String, field: String) throws -> JSONValue {
         guard let data = text.data(using: .utf8), !text.isEmpty else {
             throw ChatSyncError.invalid(field: field, rule: "must be JSON text, got nothing")
         }
+        let value: JSONValue
         do {
-            return try JSONDecoder().decode(JSONValue.self, from: data)
+            value = try JSONDecoder().decode(JSONValue.self, from: data)
         } catch {
             throw ChatSyncError.invalid(field: field, rule: "must be valid JSON (\(describeDecodingError(error)))")
         }
+        try StrictJSON.check(data, field: field)
+        return value
     }
 
     /// Parses JSON text that must be an object.
