@@ -100,8 +100,12 @@ struct BearerTokenMiddleware<Context: RequestContext>: RouterMiddleware {
     init(token: String) { self.token = Array(token.utf8) }
 
     func handle(_ request: Request, context: Context, next: (Request, Context) async throws -> Response) async throws -> Response {
+        // `Bearer TOKEN`, the scheme's name in any case (RFC 9110), spaces after it.
         let header = request.headers[.authorization] ?? ""
-        let given = header.hasPrefix("Bearer ") ? Array(header.utf8.dropFirst(7)) : []
+        var given: [UInt8] = []
+        if let space = header.firstIndex(of: " "), header[..<space].lowercased() == "bearer" {
+            given = Array(header[space...].drop { $0 == " " }.utf8)
+        }
         guard Self.constantTimeEqual(given, token) else {
             throw APIError(.unauthorized, code: "unauthorized", message: "a valid bearer token is required (Authorization: Bearer TOKEN)")
         }

@@ -29,9 +29,11 @@ struct Reply {
 }
 
 extension TestClientProtocol {
-    func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil, token: String? = nil) async throws -> Reply {
+    func call(_ method: HTTPRequest.Method, _ uri: String, _ body: String? = nil, token: String? = nil,
+              authorization: String? = nil) async throws -> Reply {
         var headers: HTTPFields = [.contentType: "application/json"]
         if let token { headers[.authorization] = "Bearer \(token)" }
+        if let authorization { headers[.authorization] = authorization }
         return try await execute(uri: uri, method: method, headers: headers, body: body.map { ByteBuffer(string: $0) }) { r in
             let text = String(buffer: r.body)
             return Reply(status: Int(r.status.code), body: try? JSONDecoder().decode(JSONValue.self, from: Data(text.utf8)), text: text)
@@ -299,6 +301,11 @@ final class RouteTests: XCTestCase {
             XCTAssertEqual(r53.status, 200)
             let r54 = try await client.call(.post, "/api/chats", #"{"user_id": "u"}"#)
             XCTAssertEqual(r54.status, 401)
+            // The scheme's name is case-insensitive (RFC 9110); the token is not.
+            for (header, status) in [("bearer s3cret", 200), ("BEARER  s3cret", 200), ("Bearer S3CRET", 401), ("Basic s3cret", 401), ("s3cret", 401)] {
+                let r = try await client.call(.get, "/api/health", authorization: header)
+                XCTAssertEqual(r.status, status, header)
+            }
         }
         XCTAssertTrue(BearerTokenMiddleware<AppContext>.constantTimeEqual(Array("abc".utf8), Array("abc".utf8)))
         XCTAssertFalse(BearerTokenMiddleware<AppContext>.constantTimeEqual(Array("abc".utf8), Array("abd".utf8)))
