@@ -44,6 +44,11 @@ final class HistoryTests: XCTestCase {
         XCTAssertEqual(chatChange.fields.first?.old, .string("Before"))
         XCTAssertEqual(chatChange.fields.first?.new, .string("After"))
         XCTAssertNil(d.changes.first { $0.id == gone.id }, "unchanged")
+        // In chat order, after the chat (files are sharded by a hash of the id, so the file order is not).
+        let more = try (0..<12).map { try store.appendMessage(chatID: chat.id, role: .user, content: "m\($0)").id }
+        let ordered = try store.diff(from: start)
+        XCTAssertEqual(ordered.changes.first?.type, .chat)
+        XCTAssertEqual(ordered.changes.filter { $0.type == .message }.map(\.id), [keep.id, added.id] + more)
         // Deleting the chat removes every message.
         try store.deleteChat(chat.id)
         let removal = try store.diff(from: start)

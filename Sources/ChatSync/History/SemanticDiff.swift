@@ -51,6 +51,7 @@ extension Store {
             let b = try to.map { try resolve($0, repo) } ?? wrapGit { try repo.referenceTarget(branchRef) }!
             let ta = try wrapGit { try repo.commit(a).tree }, tb = try wrapGit { try repo.commit(b).tree }
             var changes: [DocumentChange] = []
+            var place: [(folder: String, number: Int)] = []
             for change in try wrapGit({ try repo.diff(from: ta, to: tb) }).sorted(by: { $0.path < $1.path }) {
                 guard let loc = Layout.locate(change.path), let type = loc.kind, let id = loc.id else { continue }
                 var chat: String?
@@ -67,6 +68,9 @@ extension Store {
                     let data = CanonicalJSON.serialize(v)
                     return data.withUnsafeBytes { ChatMessage.fastDecode($0) }
                 }
+                // Where it goes in the list: a chat's messages right after the chat, in chat order.
+                let counted = changes.count
+                defer { if changes.count > counted { place.append(Self.place(loc, change.path, new ?? old)) } }
                 switch (old, new) {
                 case (nil, let n?):
                     changes.append(DocumentChange(type: type, id: id, chatID: type == .message ? chat : nil, change: .added,
@@ -87,7 +91,20 @@ extension Store {
                 default: continue
                 }
             }
-            return SemanticDiff(from: a.hex, to: b.hex, changes: changes)
+            let order = changes.indices.sorted { (place[$0].folder, place[$0].number, changes[$0].id) < (place[$1].folder, place[$1].number, changes[$1].id) }
+            return SemanticDiff(from: a.hex, to: b.hex, changes: order.map { changes[$0] })
+        }
+    }
+
+    /// A change's place in a diff: documents by file, a chat's messages after the chat by
+    /// number (the number after the change, or before it for a removed message).
+    private static func place(_ loc: Layout.Location, _ path: String, _ value: JSONValue?) -> (folder: String, number: Int) {
+        switch loc {
+        case .chat(let c): return (Layout.chatDir(c), 0)
+        case .message(let c, _):
+            if case .int(let n)? = value?["sequence_order"] { return (Layout.chatDir(c), Int(n)) }
+            return (Layout.chatDir(c), Int.max)
+        default: return (path, 0)
         }
     }
 
