@@ -331,6 +331,24 @@ final class WatchTests: XCTestCase {
         XCTAssertThrowsError(try store.watchCursor("\(commit):x"))
     }
 
+    /// The branch moved back by plain git (`git reset`): the documents that differ are reported
+    /// as changes of the new tip (they were not reported at all), and the watch goes on.
+    func testABranchMovedBackIsReported() throws {
+        let store = try makeStore(self)
+        let chat = try store.createChat(userID: "u")
+        let sink = watch(store) { $0.workTree = false }
+        let gone = try (0..<2).map { try store.appendMessage(chatID: chat.id, role: .user, content: "\($0)").id }
+        XCTAssertTrue(sink.wait { $0.filter { $0.type == .message }.count == 2 })
+        XCTAssertEqual(try git(store.path, "update-ref", "refs/heads/main", "HEAD~2").status, 0)
+        let tip = try XCTUnwrap(store.head()).hex
+        XCTAssertTrue(sink.wait { $0.filter { $0.kind == .deleted }.count == 2 }, "\(sink.all)")
+        let undone = sink.all.filter { $0.kind == .deleted }
+        XCTAssertEqual(Set(undone.compactMap(\.id)), Set(gone))
+        XCTAssertTrue(undone.allSatisfy { $0.commit == tip && $0.cursor == nil && $0.origin == .external })
+        let later = try store.appendMessage(chatID: chat.id, role: .user, content: "after the reset")
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == later.id && $0.kind == .created } })
+    }
+
     func testABadCursorIsAClearError() throws {
         let store = try makeStore(self)
         let sink = EventSink(store.watch(since: "no-such-commit"))

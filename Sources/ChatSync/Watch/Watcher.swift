@@ -151,6 +151,21 @@ final class Watcher: @unchecked Sendable {
 
     /// The changes of every commit on the branch's first-parent chain after `from`, oldest first.
     private func emitCommits(_ repo: Repository, from: OID?, to tip: OID) throws {
+        // The branch moved to a commit that does not hold the last one seen (a plain `git reset`,
+        // a forced push): what differs between the two, as changes of the new tip, in one step.
+        if let from, try wrapGit({ try repo.mergeBase(from, tip) }) != from {
+            let before = try wrapGit { try repo.commit(from).tree }, after = try wrapGit { try repo.commit(tip).tree }
+            let time = Timestamp(milliseconds: try wrapGit { try repo.commit(tip).committer.time } * 1000)
+            for change in try wrapGit({ try repo.diff(from: before, to: after) }) {
+                guard let loc = Layout.locate(change.path), let type = loc.kind else { continue }
+                let kind: ChangeKind = change.status == .added ? .created : (change.status == .deleted ? .deleted : .updated)
+                var chatID: String?
+                if case .message(let c, _) = loc { chatID = c }
+                continuation.yield(ChangeEvent(commit: tip.hex, kind: kind, type: type, id: loc.id, chatID: chatID,
+                                               origin: .external, time: time, path: change.path))
+            }
+            return
+        }
         let commits = try wrapGit { try repo.walk(from: tip, hiding: from.map { [$0] } ?? [], reverse: true, firstParent: true) }
         for c in commits {
             if isStopped { return }
