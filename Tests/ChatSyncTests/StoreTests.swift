@@ -495,6 +495,7 @@ final class StoreTests: XCTestCase {
         let report = try store.verify()
         XCTAssertFalse(report.ok)
         XCTAssertTrue(report.problems.contains { $0.path == Layout.chat(chat.id) && $0.problem.contains("created_at") }, "\(report.problems)")
+        XCTAssertFalse(report.problems.contains { $0.problem.contains("without a chat.json") }, "the chat.json is there, broken: \(report.problems)")
         XCTAssertTrue(report.problems.contains { $0.path == "stray.json" }, "\(report.problems)")
         XCTAssertTrue(report.problems.contains { $0.path == Layout.message(chat.id, m1.id) && $0.problem.contains("zzz") }, "\(report.problems)")
         XCTAssertTrue(report.problems.contains { $0.path == Layout.message(chat.id, m2.id) && $0.problem.contains("canonical") }, "\(report.problems)")

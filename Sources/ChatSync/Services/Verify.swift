@@ -62,17 +62,18 @@ extension Store {
                 }
             }
             for s in sessions {
-                if !chats.contains(s.chatID) { problem(Layout.session(s.id), "chat_id \(s.chatID): no such chat") }
-                if let m = s.missionID, missions[m] == nil { problem(Layout.session(s.id), "mission_id \(m): no such mission") }
+                // A reference to a file that is there but broken is that file's problem, reported above.
+                if docs[Layout.chat(s.chatID)] == nil { problem(Layout.session(s.id), "chat_id \(s.chatID): no such chat") }
+                if let m = s.missionID, docs[Layout.mission(m)] == nil { problem(Layout.session(s.id), "mission_id \(m): no such mission") }
             }
             for (chatID, msgs) in messagesByChat {
-                if !chats.contains(chatID) { problem(Layout.chatDir(chatID), "messages without a chat.json") }
+                if docs[Layout.chat(chatID)] == nil { problem(Layout.chatDir(chatID), "messages without a chat.json") }
                 for (i, m) in msgs.sorted(by: ChatMessage.inChatOrder).enumerated() where m.sequenceOrder != i + 1 {
                     problem(Layout.message(chatID, m.id), "sequence_order \(m.sequenceOrder), but its rank by (created_at, id) is \(i + 1)")
                 }
             }
             for (missionID, hops) in hopsByMission {
-                if missions[missionID] == nil { problem(Layout.missionDir(missionID), "hops without a mission.json") }
+                if docs[Layout.mission(missionID)] == nil { problem(Layout.missionDir(missionID), "hops without a mission.json") }
                 if let rule = Self.numberingProblem(hops.map(\.sequenceOrder)) { problem(Layout.hopsDir(missionID), "hops' sequence_order \(rule)") }
             }
             for (hopID, steps) in stepsByHop {
