@@ -42,7 +42,7 @@ extension Store {
                 guard let data = try snap.data(at: path) else { continue }
                 docs[path] = (loc, data)
             }
-            var sessions: [UserSession] = [], chats: Set<String> = [], missions: [String: Mission] = [:]
+            var sessions: [UserSession] = [], missions: [String: Mission] = [:]
             var hopsByMission: [String: [Hop]] = [:], stepsByHop: [String: [ToolStep]] = [:]
             var messagesByChat: [String: [ChatMessage]] = [:], assets: [(String, Asset)] = []
             for (path, (loc, data)) in docs.sorted(by: { $0.key < $1.key }) {
@@ -52,7 +52,6 @@ extension Store {
                 counts[type(of: doc).kind.rawValue, default: 0] += 1
                 switch (loc, doc) {
                 case (_, let s as UserSession): sessions.append(s)
-                case (.chat(let id), is Chat): chats.insert(id)
                 case (.message(let chatID, _), let m as ChatMessage): messagesByChat[chatID, default: []].append(m)
                 case (.mission(let id), let m as Mission): missions[id] = m
                 case (.hop(let missionID, _), let h as Hop): hopsByMission[missionID, default: []].append(h)
