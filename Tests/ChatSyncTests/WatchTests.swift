@@ -241,6 +241,18 @@ final class WatchTests: XCTestCase {
         store.syncWorkTree()
         XCTAssertEqual(try git(store.path, "status", "--porcelain").out, "", "work tree and index show the branch")
 
+        // A message moved into a wrong shard folder: refused there, and not deleted from its place.
+        let wrongShard = store.path + "/" + Layout.messagesDir(chat.id) + "/zz"
+        try FileManager.default.createDirectory(atPath: wrongShard, withIntermediateDirectories: true)
+        let beforeMove = try store.commitCount()
+        XCTAssertEqual(rename(m1File, wrongShard + "/\(m1.id).json"), 0)
+        XCTAssertTrue(sink.wait { $0.contains { $0.path == Layout.message(chat.id, m1.id) && $0.kind == .error } }, "\(sink.all)")
+        usleep(400_000)
+        XCTAssertEqual(try store.commitCount(), beforeMove)
+        XCTAssertNoThrow(try store.message(chatID: chat.id, id: m1.id))
+        XCTAssertEqual(rename(wrongShard + "/\(m1.id).json", m1File), 0)
+        try FileManager.default.removeItem(atPath: wrongShard)
+
         // The lifecycle and what never changes hold for hand edits too.
         _ = try store.archiveSession(session.id)
         store.syncWorkTree()

@@ -127,17 +127,31 @@ final class WorkTreeEdits {
             return [errorEvent(nil, "\(error)")]
         }
         var events: [ChangeEvent] = []
-        // Folders deleted whole (or whose deletion was refused): the files below them are settled.
+        func name(_ path: String) -> Substring { path.split(separator: "/").last ?? Substring(path) }
+        // Files written first; the names of those refused, so that a document moved where it
+        // cannot be taken (a wrong shard, another chat's folder) is not deleted from its place.
+        var refusedNames = Set<Substring>()
+        for edit in edited {
+            guard let bytes = edit.bytes else { continue }
+            do {
+                try commitEdit(edit.path, bytes, base: edit.base)
+            } catch {
+                refusedNames.insert(name(edit.path))
+                events.append(errorEvent(edit.path, (error as? ChatSyncError)?.description ?? "\(error)"))
+            }
+        }
+        // Then deletions. Folders deleted whole (or whose deletion was refused): the files below
+        // them are settled.
         var settledDirs: [String] = []
-        for edit in edited where !settledDirs.contains(where: { edit.path.hasPrefix($0 + "/") }) {
+        for edit in edited where edit.bytes == nil && !settledDirs.contains(where: { edit.path.hasPrefix($0 + "/") }) {
             var target = edit.path
             do {
-                if let bytes = edit.bytes {
-                    try commitEdit(edit.path, bytes, base: edit.base)
-                } else if let (document, folder) = deletedContainer(of: edit.path) {
+                if let (document, folder) = deletedContainer(of: edit.path) {
                     target = document
                     settledDirs.append(folder)
                     try commitDeletion(document, folder: folder)
+                } else if refusedNames.contains(name(edit.path)) {
+                    throw ChatSyncError.invalid(field: edit.path, rule: "was moved where it cannot be taken (see the error for its new place), so it is not deleted; move it back")
                 } else {
                     try commitDeletion(edit.path, folder: nil)
                 }
