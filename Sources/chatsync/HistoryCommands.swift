@@ -109,17 +109,26 @@ struct ShowCommand: ParsableCommand {
             } catch ChatSyncError.invalid(field: "revision", let rule) where atDate != nil {
                 throw ChatSyncError.invalid(field: "at-date", rule: "must be a date like 2026-11-20 or \"2026-11-20 10:30\" (\(rule))")
             }
-            switch type {
-            case "chat":
-                let c = try store.chatWithMessages(id, at: commit)
-                try global.emit(c, ([line(c.chat)] + c.messages.map(transcript)).joined(separator: "\n"))
-            case "session":
-                let s = try store.document(UserSession.self, id: id, at: commit)
-                try global.emit(s, line(s))
-            default:
-                let f = try store.missionFull(id, at: commit)
-                try global.emit(f, ([line(f.mission)] + f.hops.map { "  " + line($0.hop) }).joined(separator: "\n"))
+            do {
+                try show(store, commit)
+            } catch ChatSyncError.notFound(let kind, let id) {
+                // Which revision it was looked for in (the document may come later).
+                throw ChatSyncError.notFound(kind: "\(kind) at \(revision) (commit \(commit.prefix(10)))", id: id)
             }
+        }
+    }
+
+    private func show(_ store: Store, _ commit: String) throws {
+        switch type {
+        case "chat":
+            let c = try store.chatWithMessages(id, at: commit)
+            try global.emit(c, ([line(c.chat)] + c.messages.map(transcript)).joined(separator: "\n"))
+        case "session":
+            let s = try store.document(UserSession.self, id: id, at: commit)
+            try global.emit(s, line(s))
+        default:
+            let f = try store.missionFull(id, at: commit)
+            try global.emit(f, ([line(f.mission)] + f.hops.map { "  " + line($0.hop) }).joined(separator: "\n"))
         }
     }
 }

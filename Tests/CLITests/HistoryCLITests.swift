@@ -48,6 +48,11 @@ final class HistoryCLITests: XCTestCase {
         XCTAssertEqual(old["chat"]?["title"], .string("First"))
         XCTAssertEqual(try cli(["show", "chat", id, "--at", "HEAD~2"]).out.contains("title=\"First\""), true)
         XCTAssertEqual(try cli(["show", "chat", id, "--at", "nonsense~9"]).status, 1)
+        // Before the chat existed: not found, and the error says at which revision.
+        let first = try runTool("/usr/bin/git", ["-C", store, "rev-list", "--max-parents=0", "HEAD"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
+        let before = try runChatsync(["show", "chat", id, "--at", first], store: store)
+        XCTAssertEqual(before.status, 1)
+        XCTAssertTrue(before.err.contains("at \(first)"), before.err)
         // log, diff, blame, export from the command line.
         XCTAssertEqual(try cli(["log", "--chat", id]).out.split(separator: "\n").count, 4)
         let diff = try cli(["diff", "HEAD~3"]).out
