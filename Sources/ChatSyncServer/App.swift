@@ -57,7 +57,7 @@ final class ServerState: Sendable {
 /// Builds the router: every route of the API under `/api`. Tests call this too.
 public func buildRouter(store: Store, configuration: ServerConfiguration = ServerConfiguration()) -> Router<AppContext> {
     let state = ServerState(store: store, configuration: configuration)
-    let router = Router(context: AppContext.self)
+    let router = Router(context: AppContext.self, options: .autoGenerateHeadEndpoints)  // HEAD for every GET (RFC 9110)
     router.add(middleware: ErrorAndLogMiddleware())
     if let token = configuration.token { router.add(middleware: BearerTokenMiddleware(token: token)) }
     let api = router.group("api")

@@ -130,7 +130,9 @@ enum RouteTable {
               case .object(let paths)? = doc["paths"] else { return [] }
         return paths.map { path, item in
             let methods = item.objectValue.map { Array($0.keys) } ?? []
-            return (path.split(separator: "/"), methods.filter { ["get", "put", "post", "patch", "delete"].contains($0) }.map { $0.uppercased() }.sorted())
+            var allowed = methods.filter { ["get", "put", "post", "patch", "delete"].contains($0) }.map { $0.uppercased() }
+            if allowed.contains("GET") { allowed.append("HEAD") }  // every GET answers HEAD too
+            return (path.split(separator: "/"), allowed.sorted())
         }
     }()
 

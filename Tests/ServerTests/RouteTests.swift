@@ -60,7 +60,7 @@ final class RouteTests: XCTestCase {
             // it does not have: 404.
             try await client.execute(uri: "/api/sessions/\(sid)", method: .delete) { r in
                 XCTAssertEqual(r.status, .methodNotAllowed)
-                XCTAssertEqual(r.headers[.allow], "GET, PUT")
+                XCTAssertEqual(r.headers[.allow], "GET, HEAD, PUT")
                 XCTAssertTrue(String(buffer: r.body).contains("method_not_allowed"), String(buffer: r.body))
             }
             let r2b = try await client.call(.get, "/api/nowhere/\(sid)")
@@ -201,6 +201,9 @@ final class RouteTests: XCTestCase {
             let big = try await client.call(.post, "/api/chats", huge)
             XCTAssertEqual(big.status, 413)
             XCTAssertEqual(big.errorCode, "payload_too_large")
+            let head = try await client.call(.head, "/api/health")
+            XCTAssertEqual(head.status, 200, "HEAD answers as GET does, without the body")
+            XCTAssertEqual(head.text, "")
             let wrongMethod = try await client.call(.delete, "/api/sessions")
             XCTAssertEqual(wrongMethod.status, 405)
             XCTAssertTrue(codes.contains(wrongMethod.errorCode ?? ""), wrongMethod.text)
