@@ -605,6 +605,11 @@ final class StoreTests: XCTestCase {
         XCTAssertEqual(Timestamp(rfc3339: "2020-01-01T00:00:00.1234Z")?.rfc3339, "2020-01-01T00:00:00.123Z")
         XCTAssertEqual(Timestamp(rfc3339: "2020-01-01T00:00:00.987654321-00:30")?.rfc3339, "2020-01-01T00:30:00.987Z")
         XCTAssertEqual(Timestamp(rfc3339: "2020-01-01T00:00:00.12Z")?.rfc3339, "2020-01-01T00:00:00.120Z")
+        // Only what UTC can write with four year digits (an offset moved these out, and they were stored unreadable).
+        XCTAssertNil(Timestamp(rfc3339: "9999-12-31T23:59:59.999-01:00"))
+        XCTAssertNil(Timestamp(rfc3339: "0000-01-01T00:30:00.000+01:00"))
+        XCTAssertEqual(Timestamp(rfc3339: "9999-12-31T23:59:59.999Z")?.rfc3339, "9999-12-31T23:59:59.999Z")
+        XCTAssertEqual(Timestamp(rfc3339: "0001-01-01T00:00:00.000Z")?.rfc3339, "0001-01-01T00:00:00.000Z")
         for bad in ["2026-02-30T00:00:00Z", "2026-11-23 03:27:50Z", "2026-11-23T03:27:50", "yesterday", "2026-13-01T00:00:00Z"] {
             XCTAssertNil(Timestamp(rfc3339: bad), bad)
         }

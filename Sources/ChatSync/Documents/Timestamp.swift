@@ -66,7 +66,12 @@ public struct Timestamp: Hashable, Comparable, Sendable, Codable, CustomStringCo
         let days = Self.daysFromCivil(year: year, month: month, day: day)
         let seconds = Int64(days) * 86_400 + Int64(hour * 3600 + minute * 60 + min(second, 59)) - Int64(offsetMinutes * 60)
         milliseconds = seconds * 1000 + Int64(millis)
+        // In UTC it must still be written with four year digits (an offset can push it out).
+        guard Self.range.contains(self) else { return nil }
     }
+
+    /// The times a timestamp can be written as (`0001-01-01T00:00:00.000Z`…`9999-12-31T23:59:59.999Z`).
+    public static let range = Timestamp(milliseconds: -62_135_596_800_000)...Timestamp(milliseconds: 253_402_300_799_999)
 
     /// `2026-11-23T03:27:50.123Z`
     public var rfc3339: String {

@@ -106,6 +106,9 @@ extension Store {
             let summary = try chatSummary(chatID, in: tx.base)
             var createdAt = tx.now
             if let last = summary.lastCreatedAt, createdAt <= last { createdAt = last.adding(milliseconds: 1) }
+            guard Timestamp.range.contains(createdAt) else {
+                throw ChatSyncError.invalid(field: "created_at", rule: "would be after 9999-12-31T23:59:59.999Z (the chat's latest message is dated \(summary.lastCreatedAt?.rfc3339 ?? "-") + 1 ms)")
+            }
             let message = ChatMessage(id: id, chatID: chatID, userID: userID, sequenceOrder: summary.count + 1, role: role,
                                       content: content, messageMetadata: metadata, createdAt: createdAt)
             try tx.put(message, at: path)
