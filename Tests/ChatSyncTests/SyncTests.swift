@@ -137,6 +137,54 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(subject.contains("1 session(s) completed"), subject)
     }
 
+    /// A resolution writes what a command could: a whole document keeps the id and parents its
+    /// path gives, numbers stay 1…N, a session follows its lifecycle (a black-box probe left a
+    /// store verify refused in each of these ways).
+    func testResolutionsKeepIdsParentsNumbersAndTheLifecycle() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let mission = try origin.createMission(userID: "u", name: "M")
+        let hops = try (1...3).map { try origin.addHop(missionID: mission.id, name: "h\($0)") }
+        let step = try origin.addToolStep(hopID: hops[0].id, toolID: "t", name: "s")
+        let session = try origin.createSession(userID: "carol")
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let a = try clone(self, bare, "a"), b = try clone(self, bare, "b")
+        _ = try a.reorderHops(missionID: mission.id, order: [hops[2].id, hops[0].id, hops[1].id])
+        _ = try b.reorderHops(missionID: mission.id, order: [hops[1].id, hops[2].id, hops[0].id])
+        _ = try a.updateToolStep(step.id, patch: ["name": .string("edited")])
+        try b.deleteToolStep(step.id)
+        _ = try a.abandonSession(session.id)
+        _ = try b.archiveSession(session.id)
+        _ = try a.sync(options: quickSync)
+        _ = try b.sync(options: quickSync)
+        let open = try b.conflicts(includeResolved: false)
+        // A step's whole document: the id and hop its path gives.
+        let stepConflict = try XCTUnwrap(open.first { $0.documentID == step.id })
+        var doc = try XCTUnwrap(stepConflict.chosen?.objectValue)
+        for (field, bad) in [("hop_id", JSONValue.string(hops[1].id)), ("id", .string("ZZZ"))] {
+            var wrong = doc
+            wrong[field] = bad
+            XCTAssertThrowsError(try b.resolveConflict(stepConflict.id, take: .value, value: .object(wrong))) {
+                XCTAssertEqual(($0 as? ChatSyncError).flatMap { if case .invalid(let f, _) = $0 { return f } else { return nil } }, field)
+            }
+        }
+        doc["sequence_order"] = .int(7)
+        _ = try b.resolveConflict(stepConflict.id, take: .value, value: .object(doc))
+        XCTAssertEqual(try b.toolStep(step.id).sequenceOrder, 1, "numbers stay 1…N")
+        // Hop numbers: taking either side's number still leaves 1…N.
+        for c in open where c.documentType == .hop && c.field == "sequence_order" {
+            _ = try b.resolveConflict(c.id, take: .theirs)
+        }
+        XCTAssertEqual(try b.listHops(missionID: mission.id).map(\.sequenceOrder), [1, 2, 3])
+        // A session's status: only where the lifecycle goes.
+        let statusConflict = try XCTUnwrap(open.first { $0.documentID == session.id && $0.field == "status" })
+        XCTAssertThrowsError(try b.resolveConflict(statusConflict.id, take: .value, value: .string("active")))
+        let report = try b.verify()
+        XCTAssertTrue(report.ok, "\(report.problems)")
+    }
+
     func testEditAgainstDeleteKeepsTheEditAndAMessageToADeletedChatIsNotLost() throws {
         let origin = try makeStore(self)
         let bare = freshPath(self, "bare") + ".git"

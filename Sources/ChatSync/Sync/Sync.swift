@@ -452,7 +452,9 @@ extension Store {
             // --take, never by a null value.
             if value == .null { throw ChatSyncError.invalid(field: "value", rule: "null cannot stand for a whole document; take ours or theirs to keep the delete") }
             if removing { try removeDocument(at: record.path, tx); return }
+            try Self.checkPlaced(value!, at: record.path, over: try tx.data(at: record.path))
             try Self.putValidated(value!, at: record.path, kind: record.documentType, tx)
+            try WorkTreeEdits.renumber(after: Layout.locate(record.path), tx)
             return
         }
         guard let data = try tx.data(at: record.path), case .object(var doc)? = data.withUnsafeBytes({ FastJSON.parse($0) }) else {
@@ -471,16 +473,45 @@ extension Store {
         }
         set(&doc, keys[...])
         if case .string? = doc["updated_at"] { doc["updated_at"] = .string(tx.now.rfc3339) }
+        try Self.checkPlaced(.object(doc), at: record.path, over: data)
         let stored = try Self.putValidated(.object(doc), at: record.path, kind: record.documentType, tx)
+        try WorkTreeEdits.renumber(after: Layout.locate(record.path), tx)
         if removing, keys.count == 1 {
             try Patch.refuseRemovedFields([keys[0]], written: stored, kind: record.documentType, field: "value")
         }
     }
 
-    /// Takes a delete the way the delete commands do: a chat goes with its messages (refused
-    /// while a session uses it), a mission or hop with what is below it, and the documents
-    /// numbered after a message, hop or tool step are renumbered.
-    /// Removes a document as its delete command does (see `resolveConflict`, hand deletions).
+    /// What a document written by a resolution must still hold, beyond its own rules: the id
+    /// and parent ids its path gives, the fields no update changes (against the document it
+    /// replaces), and the session lifecycle.
+    static func checkPlaced(_ value: JSONValue, at path: String, over current: Data?) throws {
+        guard let loc = Layout.locate(path), case .object(let o) = value else { return }
+        func must(_ field: String, _ expected: String, _ what: String) throws {
+            guard o[field] == .string(expected) else {
+                throw ChatSyncError.invalid(field: field, rule: "must be \(what) (\(expected)), got \(o[field]?.compactText ?? "nothing")")
+            }
+        }
+        if let id = loc.id { try must("id", id, "the file's name") }
+        switch loc {
+        case .message(let chatID, _): try must("chat_id", chatID, "the chat of its folder")
+        case .hop(let missionID, _): try must("mission_id", missionID, "the mission of its folder")
+        case .toolStep(_, let hopID, _): try must("hop_id", hopID, "the hop of its folder")
+        default: break
+        }
+        guard case .object(let old)? = current?.withUnsafeBytes({ FastJSON.parse($0) }) else { return }
+        for field in ["user_id", "created_at"] where old[field] != nil && o[field] != old[field] {
+            throw ChatSyncError.invalid(field: field, rule: "cannot be changed (it is \(old[field]!.compactText))")
+        }
+        if case .session = loc, case .string(let was)? = old["status"], case .string(let now)? = o["status"], was != now,
+           let from = SessionStatus(rawValue: was), let to = SessionStatus(rawValue: now), !transitions.contains([from, to]) {
+            throw ChatSyncError.conflict("cannot change session \(loc.id ?? "") from \(was) to \(now): a session goes from active to completed, abandoned or archived, and from completed or abandoned to archived")
+        }
+    }
+
+    /// Removes a document as its delete command does (a resolution that takes a delete, a hand
+    /// deletion): a chat goes with its messages (refused while a session uses it), a mission or
+    /// hop with what is below it, and the documents numbered after a message, hop or tool step
+    /// are renumbered.
     func removeDocument(at path: String, _ tx: Transaction) throws {
         guard try tx.data(at: path) != nil else { return }
         switch Layout.locate(path) {

@@ -333,11 +333,11 @@ final class WorkTreeEdits {
     }
 
     /// Keeps numbers whole after a hand edit: a chat's messages, a mission's hops, a hop's steps.
-    private static func renumber(after loc: Layout.Location, _ tx: Transaction) throws {
+    static func renumber(after loc: Layout.Location?, _ tx: Transaction) throws {
         switch loc {
-        case .message(let chatID, _): _ = try TreeMerge.renumberMessages(chatID, tx)
-        case .hop(let missionID, _): _ = try TreeMerge.renumberOrdered(try tx.names(in: Layout.hopsDir(missionID)).map { Layout.hop(missionID, $0) }, tx)
-        case .toolStep(let missionID, let hopID, _): _ = try TreeMerge.renumberOrdered(try tx.files(under: Layout.stepsDir(missionID, hopID)), tx)
+        case .message(let chatID, _)?: _ = try TreeMerge.renumberMessages(chatID, tx)
+        case .hop(let missionID, _)?: _ = try TreeMerge.renumberOrdered(try tx.names(in: Layout.hopsDir(missionID)).map { Layout.hop(missionID, $0) }, tx)
+        case .toolStep(let missionID, let hopID, _)?: _ = try TreeMerge.renumberOrdered(try tx.files(under: Layout.stepsDir(missionID, hopID)), tx)
         default: break
         }
     }
