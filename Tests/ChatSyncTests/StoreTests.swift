@@ -596,6 +596,24 @@ final class StoreTests: XCTestCase {
         XCTAssertThrowsError(try JSONValue.parse(#"{"k": 1, "k": 2}"#, field: "metadata"))
     }
 
+    /// A repository made by plain `git init` (HEAD on `master`, no commits): only `init` makes
+    /// it a store, and then HEAD names the store's branch, so plain git sees the history.
+    func testAnEmptyGitRepositoryBecomesAStoreOnlyByInitAndHEADNamesMain() throws {
+        let dir = NSTemporaryDirectory() + "chatsync-plain-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: dir) }
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--initial-branch=master", dir).status, 0)
+        XCTAssertThrowsError(try Store.open(at: dir)) { XCTAssertTrue("\($0)".contains("chatsync init"), "\($0)") }
+        XCTAssertEqual(try git(dir, "for-each-ref").out, "", "a read wrote nothing")
+        var o = StoreOptions()
+        o.durable = false
+        let store = try Store.open(at: dir, options: o, create: true)
+        _ = try store.createChat(userID: "u")
+        store.close()
+        XCTAssertEqual(try git(dir, "symbolic-ref", "HEAD").out.trimmingCharacters(in: .whitespacesAndNewlines), "refs/heads/main")
+        XCTAssertEqual(try git(dir, "status", "--porcelain").out, "")
+        XCTAssertEqual(try git(dir, "rev-list", "--count", "HEAD").out.trimmingCharacters(in: .whitespacesAndNewlines), "2")
+    }
+
     func testTimestampsAndLayout() throws {
         let t = try XCTUnwrap(Timestamp(rfc3339: "2026-11-23T03:27:50.123Z"))
         XCTAssertEqual(t.rfc3339, "2026-11-23T03:27:50.123Z")

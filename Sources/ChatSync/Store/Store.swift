@@ -123,6 +123,12 @@ public final class Store: @unchecked Sendable {
                 let names = branches.map { $0.dropFirst("refs/heads/".count) }.sorted().joined(separator: ", ")
                 throw ChatSyncError.badStore("\(absolute) is a git repository without a branch \(options.branch) (it has \(names)): not a chatsync store")
             }
+            // Only `init` (or the default store's first use) makes an empty repository a store.
+            guard create else {
+                throw ChatSyncError.badStore("\(absolute) is a git repository without commits, not a chatsync store yet; create it with `chatsync init`")
+            }
+            // HEAD names the store's branch (plain `git init` may have named another).
+            try wrapGit { try repo.setHead(branchRef) }
         }
         let store = try Store(path: absolute, options: opts, gitDir: repo.gitDir)
         store.clearStaleLocks()
