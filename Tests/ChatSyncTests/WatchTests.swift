@@ -361,6 +361,32 @@ final class WatchTests: XCTestCase {
         XCTAssertTrue(sink.wait { $0.contains { $0.id == later.id && $0.kind == .created } })
     }
 
+    /// A sync that fast-forwards to the other replica's merge of this one's changes: its
+    /// first-parent chain runs through the other replica's commits, whose diffs would bring
+    /// this side's messages again. Each message is created once in the stream.
+    func testAFastForwardToAnotherReplicasMergeReportsNothingTwice() throws {
+        let p = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let chat = try p.createChat(userID: "u")
+        try p.addRemote("origin", url: bare)
+        _ = try p.push(options: quickSync)
+        let q = try clone(self, bare, "q")
+        let sink = watch(p) { $0.workTree = false }
+        let q1 = try q.appendMessage(chatID: chat.id, role: .user, content: "q1")
+        _ = try q.push(options: quickSync)
+        let p1 = try p.appendMessage(chatID: chat.id, role: .user, content: "p1")
+        _ = try p.sync(options: quickSync)        // P merges q1
+        let q2 = try q.appendMessage(chatID: chat.id, role: .user, content: "q2")
+        _ = try q.sync(options: quickSync)        // Q merges P's merge
+        let r = try p.sync(options: quickSync)    // P fast-forwards to Q's merge
+        XCTAssertTrue(r.fastForward)
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == q2.id } }, "\(sink.all)")
+        usleep(300_000)
+        let created = sink.all.filter { $0.kind == .created }.compactMap(\.id)
+        XCTAssertEqual(created.sorted(), [p1.id, q1.id, q2.id].sorted(), "\(sink.all)")
+    }
+
     func testABadCursorIsAClearError() throws {
         let store = try makeStore(self)
         let sink = EventSink(store.watch(since: "no-such-commit"))

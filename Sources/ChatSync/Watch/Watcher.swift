@@ -152,21 +152,27 @@ final class Watcher: @unchecked Sendable {
     /// The changes of every commit on the branch's first-parent chain after `from`, oldest first.
     private func emitCommits(_ repo: Repository, from: OID?, to tip: OID) throws {
         // The branch moved to a commit that does not hold the last one seen (a plain `git reset`,
-        // a forced push): what differs between the two, as changes of the new tip, in one step.
-        if let from, try wrapGit({ try repo.mergeBase(from, tip) }) != from {
-            let before = try wrapGit { try repo.commit(from).tree }, after = try wrapGit { try repo.commit(tip).tree }
-            let time = Timestamp(milliseconds: try wrapGit { try repo.commit(tip).committer.time } * 1000)
-            for change in try wrapGit({ try repo.diff(from: before, to: after) }) {
+        // a forced push), or whose first-parent chain does not pass through it (a fast-forward to
+        // another replica's merge of this one's changes: that chain's commits would bring this
+        // side's changes again): what differs between the two, as changes of the new tip, in one step.
+        let commits = try wrapGit { try repo.walk(from: tip, hiding: from.map { [$0] } ?? [], reverse: true, firstParent: true) }
+        let joinedAt = try commits.first.flatMap { first in try wrapGit { try repo.commit(first).parents.first } }
+        if let from, joinedAt != from {
+            let before = try wrapGit { try repo.commit(from).tree }
+            let info = try wrapGit { try repo.commit(tip) }
+            // Moved back: by something else than chatsync; moved on: as the tip's commit says.
+            let origin = commits.isEmpty ? .external : store.origins.origin(of: tip) ?? Self.origin(fromMessage: info.message)
+            let time = Timestamp(milliseconds: info.committer.time * 1000)
+            for change in try wrapGit({ try repo.diff(from: before, to: info.tree) }) {
                 guard let loc = Layout.locate(change.path), let type = loc.kind else { continue }
                 let kind: ChangeKind = change.status == .added ? .created : (change.status == .deleted ? .deleted : .updated)
                 var chatID: String?
                 if case .message(let c, _) = loc { chatID = c }
                 continuation.yield(ChangeEvent(commit: tip.hex, kind: kind, type: type, id: loc.id, chatID: chatID,
-                                               origin: .external, time: time, path: change.path))
+                                               origin: origin, time: time, path: change.path))
             }
             return
         }
-        let commits = try wrapGit { try repo.walk(from: tip, hiding: from.map { [$0] } ?? [], reverse: true, firstParent: true) }
         for c in commits {
             if isStopped { return }
             for event in try events(of: c, repo) { continuation.yield(event) }
