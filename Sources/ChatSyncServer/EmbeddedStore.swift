@@ -2595,7 +2595,7 @@ enum EmbeddedStore {
           {
             "name": "Last-Event-ID",
             "in": "header",
-            "description": "The id (the cursor) of the last event received, as EventSource sends it on reconnect; same as since.",
+            "description": "The id (the cursor) of the last event received, as EventSource sends it on reconnect (with the URL it started from); it takes the place of since.",
             "schema": {
               "type": "string",
               "minLength": 1

@@ -90,7 +90,9 @@ struct FeedRoutes {
             }
         })
         api.get("changes") { request, _ -> Response in
-            let since = request.query("since") ?? request.headers.first(where: { $0.name.canonicalName == "last-event-id" })?.value
+            // A reconnecting EventSource sends its URL again (with the since it started from) and
+            // the last event's id: the id is where it is.
+            let since = request.headers.first(where: { $0.name.canonicalName == "last-event-id" })?.value ?? request.query("since")
             try await feed.checkCursor(since)
             let events = feed.stream(since: since)
             return Response(

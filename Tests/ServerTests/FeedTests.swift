@@ -101,22 +101,27 @@ final class FeedTests: XCTestCase {
             let events = lines.filter { $0.hasPrefix("data: ") }.map { try? JSONDecoder().decode(JSONValue.self, from: Data($0.dropFirst(6).utf8)) }
             XCTAssertEqual(events.compactMap { $0?["id"]?.stringValue }, [first["id"]?.stringValue, second.id].compactMap { $0 })
             let ids = lines.filter { $0.hasPrefix("id: ") }.map { String($0.dropFirst(4)) }
-            XCTAssertEqual(ids.count, 2, "each event carries its commit as the SSE id")
+            XCTAssertEqual(ids.count, 2, "each event carries its cursor as the SSE id")
             // Reconnect with the last id: only what came after.
             let third = try store.appendMessage(chatID: chat.id, role: .user, content: "three")
             let again = try await Self.readSSE("http://127.0.0.1:\(port)/api/changes?since=\(ids.last!)", events: 1)
             XCTAssertEqual(again.filter { $0.hasPrefix("data: ") }.compactMap {
                 try? JSONDecoder().decode(JSONValue.self, from: Data($0.dropFirst(6).utf8))["id"]?.stringValue
             }, [third.id])
+            // As EventSource reconnects: the URL it started from, and the last id, which wins.
+            let reconnect = try await Self.readSSE("http://127.0.0.1:\(port)/api/changes?since=\(start)", events: 1, lastEventID: ids.last!)
+            XCTAssertEqual(reconnect.filter { $0.hasPrefix("data: ") }.compactMap {
+                try? JSONDecoder().decode(JSONValue.self, from: Data($0.dropFirst(6).utf8))["id"]?.stringValue
+            }.first, third.id)
         }
     }
 
     /// Reads an SSE stream with curl until `events` data lines came (or 10 s passed).
-    static func readSSE(_ url: String, events: Int) async throws -> [String] {
+    static func readSSE(_ url: String, events: Int, lastEventID: String? = nil) async throws -> [String] {
         try await blocking {
             let p = Process()
             p.executableURL = URL(fileURLWithPath: "/usr/bin/curl")
-            p.arguments = ["-sN", "--max-time", "10", url]
+            p.arguments = ["-sN", "--max-time", "10", url] + (lastEventID.map { ["-H", "Last-Event-ID: \($0)"] } ?? [])
             let out = Pipe()
             p.standardOutput = out
             try p.run()
