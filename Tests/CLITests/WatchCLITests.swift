@@ -52,6 +52,42 @@ final class WatchCLITests: XCTestCase {
     }
 }
 
+extension WatchCLITests {
+    /// Two watch processes on one store (a server and a `chatsync watch`): a hand edit is one
+    /// commit (each committed it, the second flipping updated_at back and forth: three commits).
+    func testTwoWatchProcessesCommitAHandEditOnce() throws {
+        let store = NSTemporaryDirectory() + "chatsync-watch2-\(UUID().uuidString)"
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: store) }
+        XCTAssertEqual(try runChatsync(["init"], store: store).status, 0)
+        let chat = try JSONDecoder().decode(JSONValue.self, from: Data(try runChatsync(["chat", "create", "--user", "u", "--title", "T", "--json"], store: store).out.utf8))
+        let chatID = try XCTUnwrap(chat["id"]?.stringValue)
+        var watchers: [Process] = []
+        defer { for w in watchers where w.isRunning { w.terminate(); w.waitUntilExit() } }
+        for _ in 0..<2 {
+            let w = Process()
+            w.executableURL = URL(fileURLWithPath: CLITests.binary)
+            w.arguments = ["watch", "--store", store]
+            w.standardOutput = FileHandle.nullDevice
+            w.standardError = FileHandle.nullDevice
+            try w.run()
+            watchers.append(w)
+        }
+        usleep(800_000)
+        func commits() throws -> Int { Int(try runTool("/usr/bin/git", ["-C", store, "rev-list", "--count", "HEAD"]).out.trimmingCharacters(in: .whitespacesAndNewlines)) ?? -1 }
+        let file = store + "/" + Layout.chat(chatID)
+        for round in 1...4 {
+            let before = try commits()
+            let text = try String(contentsOfFile: file, encoding: .utf8)
+            try text.replacingOccurrences(of: #""title": ""#, with: #""title": "\#(round)"#).write(toFile: file, atomically: true, encoding: .utf8)
+            let deadline = Date().addingTimeInterval(10)
+            while try commits() == before && Date() < deadline { usleep(50_000) }
+            usleep(1_500_000)
+            XCTAssertEqual(try commits(), before + 1, "round \(round)")
+        }
+        XCTAssertEqual(try runTool("/usr/bin/git", ["-C", store, "status", "--porcelain"]).out, "")
+    }
+}
+
 /// Reads JSON lines from a pipe as they come.
 final class LineCollector: @unchecked Sendable {
     private let lock = NSLock()

@@ -257,6 +257,11 @@ final class WorkTreeEdits {
                 value = JSONMerge.merge(base: baseValue, a: handValue, b: currentValue, aWins: true, derived: rules.derived,
                                         latest: rules.latest, conflicts: &conflicts) ?? handValue
             }
+            // Taken already (another watch loop on this store committed the same edit): nothing to do.
+            if let current, case .object(var had)? = current.withUnsafeBytes({ FastJSON.parse($0) }), case .object(var will) = value {
+                had.removeValue(forKey: "updated_at"); will.removeValue(forKey: "updated_at")
+                if had == will { return }
+            }
             let stored = try Store.putValidated(value, at: path, kind: type, tx)
             try Self.renumber(after: loc, tx)
             tx.origin = .workdir
