@@ -185,6 +185,30 @@ final class SyncTests: XCTestCase {
         XCTAssertTrue(report.ok, "\(report.problems)")
     }
 
+    /// A chat edited on one side and deleted on the other: one conflict record, whose kept
+    /// value is the edited chat (there were two, one claiming the unedited chat was kept).
+    func testAnEditedChatAgainstItsDeleteIsOneRecordOfWhatWasKept() throws {
+        let origin = try makeStore(self)
+        let bare = freshPath(self, "bare") + ".git"
+        XCTAssertEqual(try git(NSTemporaryDirectory(), "init", "-q", "--bare", "--initial-branch=main", bare).status, 0)
+        let chat = try origin.createChat(userID: "u", title: "base")
+        _ = try origin.appendMessage(chatID: chat.id, role: .user, content: "m")
+        try origin.addRemote("origin", url: bare)
+        _ = try origin.push(options: quickSync)
+        let a = try clone(self, bare, "a"), b = try clone(self, bare, "b")
+        _ = try a.updateChat(chat.id, patch: ["title": .string("edited")])
+        try b.deleteChat(chat.id)
+        _ = try b.push(options: quickSync)
+        let r = try a.pull(options: quickSync)
+        XCTAssertEqual(r.conflicts, 1)
+        let record = try XCTUnwrap(try a.conflicts().first)
+        XCTAssertEqual(record.kind, .deleteVsEdit)
+        XCTAssertEqual(record.chosen?["title"], .string("edited"))
+        XCTAssertEqual(try a.chat(chat.id).title, "edited")
+        XCTAssertEqual(try a.listMessages(chatID: chat.id).count, 1)
+        XCTAssertTrue(try a.verify().ok)
+    }
+
     func testEditAgainstDeleteKeepsTheEditAndAMessageToADeletedChatIsNotLost() throws {
         let origin = try makeStore(self)
         let bare = freshPath(self, "bare") + ".git"

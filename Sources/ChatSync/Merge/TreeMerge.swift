@@ -47,9 +47,12 @@ enum TreeMerge {
             let containerPath = containerDocument(in: dir)
             let deleted = (side == .ours ? dOurs : dTheirs)[containerPath]
             let baseValue = try parse(deleted?.oldOID)
+            // What is kept: the other side's version of the container's document, edited or not.
+            let keptChange = (side == .ours ? dTheirs : dOurs)[containerPath]
+            let kept = keptChange.map { try? parse($0.newOID) } ?? baseValue
             let loc = Layout.locate(containerPath)
             record(makeRecord(kind: .deleteVsEdit, path: containerPath, location: loc, field: "(document)", base: baseValue,
-                              chosen: baseValue, other: nil, chosenCommit: commits[side == .ours ? .theirs : .ours]!,
+                              chosen: kept, other: nil, chosenCommit: commits[side == .ours ? .theirs : .ours]!,
                               otherCommit: commits[side]!, when: timestamp(of: baseValue)))
         }
 
@@ -84,7 +87,8 @@ enum TreeMerge {
                         continue
                     }
                     if editSide == .theirs { tx.putBlob(edited.newOID!, at: path); summary.changedPaths += 1 }
-                    if loc?.kind != nil && loc?.kind != .conflict {
+                    // A chat, mission or hop that comes back whole has its record from step 1.
+                    if loc?.kind != nil && loc?.kind != .conflict && !protected.keys.contains(where: { containerDocument(in: $0) == path }) {
                         record(makeRecord(kind: .deleteVsEdit, path: path, location: loc, field: "(document)", base: before,
                                           chosen: kept, other: nil, chosenCommit: commits[editSide]!,
                                           otherCommit: commits[editSide == .ours ? .theirs : .ours]!, when: timestamp(of: kept)))
