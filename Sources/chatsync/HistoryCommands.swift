@@ -155,11 +155,15 @@ struct ExportCommand: ParsableCommand {
     static let configuration = CommandConfiguration(commandName: "export", abstract: "A chat's transcript as Markdown or JSON.")
     @OptionGroup var global: GlobalOptions
     @Argument var chatID: String
-    @Option(help: "markdown or json.") var format = "markdown"
+    @Option(help: "markdown or json (default: markdown, json with --json).") var format: String?
     @Option var at: String?
 
     func run() throws {
-        let f = try validated(global) { try ExportFormat.parse(format, field: "format") }
+        let f = try validated(global) { () -> ExportFormat in
+            let f = try ExportFormat.parse(format ?? (global.json ? "json" : "markdown"), field: "format")
+            if global.json && f != .json { throw ChatSyncError.invalid(field: "format", rule: "--json prints JSON; give --format json or leave --format out") }
+            return f
+        }
         try global.run { store in
             let text = try store.export(chatID: chatID, format: f, at: at)
             FileHandle.standardOutput.write(Data(text.utf8))

@@ -61,5 +61,10 @@ final class HistoryCLITests: XCTestCase {
         XCTAssertTrue(try cli(["blame", id]).out.contains("#1 assistant  added"))
         XCTAssertTrue(try cli(["export", id, "--format", "markdown"]).out.contains(content))
         XCTAssertEqual(try cli(["export", id, "--format", "pdf"]).status, 1)
+        // --json prints JSON (it printed Markdown).
+        let exported = try cli(["export", id, "--json"])
+        XCTAssertEqual(exported.status, 0)
+        XCTAssertNotNil(try? JSONDecoder().decode(JSONValue.self, from: Data(exported.out.utf8)), exported.out)
+        XCTAssertEqual(try cli(["export", id, "--json", "--format", "markdown"]).status, 1)
     }
 }
