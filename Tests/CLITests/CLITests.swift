@@ -244,8 +244,10 @@ final class CLITests: XCTestCase {
         let bad = storeDir + "-bad.json"
         try #"{"chats": [{"id": "c1", "user_id": " ", "created_at": "2026-11-18T16:02:10.000Z", "updated_at": "2026-11-18T16:02:10.000Z"}]}"#
             .write(toFile: bad, atomically: true, encoding: .utf8)
-        addTeardownBlock { try? FileManager.default.removeItem(atPath: bad) }
-        for (file, field) in [(storeDir + "-missing.json", "samples-file"), (bad, "user_id")] {
+        let misspelt = storeDir + "-misspelt.json"
+        try #"{"chat": [{"id": "x"}]}"#.write(toFile: misspelt, atomically: true, encoding: .utf8)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: bad); try? FileManager.default.removeItem(atPath: misspelt) }
+        for (file, field) in [(storeDir + "-missing.json", "samples-file"), (bad, "user_id"), (misspelt, "chat")] {
             let refused = try cli(["init", "--samples-file", file, "--json"])
             XCTAssertEqual(refused.status, 1)
             XCTAssertEqual(try JSONDecoder().decode(JSONValue.self, from: Data(refused.err.utf8))["error"]?["field"], .string(field), refused.err)

@@ -15,6 +15,8 @@ public struct DocumentBundle: Codable, Sendable {
     }
 
     public init(from decoder: Decoder) throws {
+        // A misspelt list ("chat") would load nothing and still succeed.
+        try rejectUnknownKeys(decoder, ["chats", "messages", "missions", "hops", "tool_steps", "assets", "sessions"])
         let c = try decoder.container(keyedBy: CodingKeys.self)
         chats = try c.decodeIfPresent([Chat].self, forKey: .chats) ?? []
         messages = try c.decodeIfPresent([ChatMessage].self, forKey: .messages) ?? []
