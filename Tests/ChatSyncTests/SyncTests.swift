@@ -484,6 +484,23 @@ final class SyncTests: XCTestCase {
         XCTAssertLessThan(Date().timeIntervalSince(started), 2, "not retried")
     }
 
+    /// A remote that is a path which is not there: said so (it was "unsupported URL protocol").
+    func testAMissingLocalRemoteIsNamed() throws {
+        let missing = freshPath(self, "missing") + ".git"
+        XCTAssertThrowsError(try Store.clone(from: missing, to: freshPath(self, "c"), sync: quickSync)) {
+            XCTAssertTrue("\($0)".contains("no repository at \(missing)"), "\($0)")
+        }
+        XCTAssertThrowsError(try Store.clone(from: "file://" + missing, to: freshPath(self, "c"), sync: quickSync)) {
+            XCTAssertTrue("\($0)".contains("no repository at"), "\($0)")
+        }
+        let store = try makeStore(self)
+        try store.addRemote("gone", url: missing)
+        XCTAssertThrowsError(try store.sync("gone", options: quickSync)) {
+            XCTAssertEqual(($0 as? ChatSyncError)?.code, "remote_error")
+            XCTAssertTrue("\($0)".contains("no repository at"), "\($0)")
+        }
+    }
+
     func testUnrelatedHistoriesAreAClearError() throws {
         let a = try makeStore(self), b = try makeStore(self)
         _ = try a.createChat(userID: "u")

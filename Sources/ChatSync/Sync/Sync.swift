@@ -186,7 +186,22 @@ extension Store {
     @discardableResult
     private func requireRemote(_ remote: String, _ repo: Repository) throws -> String {
         guard let url = try wrapGit({ try repo.remoteURL(remote) }) else { throw ChatSyncError.notFound(kind: "remote", id: remote) }
+        try Self.requireLocalRepository(url, what: "remote \(remote)")
         return url
+    }
+
+    /// A remote that is a path (or a file:// URL) must be there: libgit2 calls a missing one an
+    /// "unsupported URL protocol".
+    static func requireLocalRepository(_ url: String, what: String) throws {
+        var path: String
+        if url.hasPrefix("file://") { path = String(url.dropFirst(7)) }
+        else if url.contains("://") { return }
+        else if let colon = url.firstIndex(of: ":"), !url[..<colon].contains("/") { return }  // host:path (ssh)
+        else { path = url }
+        if path.isEmpty { path = "." }
+        guard FileManager.default.fileExists(atPath: path) else {
+            throw ChatSyncError.remote("\(what): no repository at \(path) (the folder does not exist)")
+        }
     }
 
     /// Fetches the remote's branch. Returns its tip (nil when the remote has no such branch yet).
@@ -336,6 +351,7 @@ extension Store {
         GitRuntime.initialize()
         GitRuntime.setFsync(options.durable)
         guard !url.trimmingCharacters(in: .whitespaces).isEmpty else { throw ChatSyncError.invalid(field: "url", rule: "must not be empty") }
+        try requireLocalRepository(url, what: "clone \(url)")
         let absolute = URL(fileURLWithPath: path).standardizedFileURL.path
         let fm = FileManager.default
         var isDir: ObjCBool = false
