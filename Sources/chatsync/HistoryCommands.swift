@@ -113,7 +113,7 @@ struct ShowCommand: ParsableCommand {
                 try show(store, commit)
             } catch ChatSyncError.notFound(let kind, let id) {
                 // Which revision it was looked for in (the document may come later).
-                throw ChatSyncError.notFound(kind: "\(kind) at \(revision) (commit \(commit.prefix(10)))", id: id)
+                throw ChatSyncError.notFound(kind: kind.components(separatedBy: " at ").first ?? kind, id: "\(id) at \(revision) (commit \(commit.prefix(10)))")
             }
         }
     }
