@@ -387,6 +387,36 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(created.sorted(), [p1.id, q1.id, q2.id].sorted(), "\(sink.all)")
     }
 
+    /// A session made by hand is created as `session create` does it, and a hop moved by hand
+    /// goes where its number says, the hops it moves touched as a reorder touches them.
+    func testHandMadeSessionsAndHandMovedHopsFollowTheCommandsRules() throws {
+        let store = try makeStore(self)
+        let first = try store.createSession(userID: "alice")
+        let mission = try store.createMission(userID: "alice", name: "M")
+        let hops = try (1...3).map { try store.addHop(missionID: mission.id, name: "p\($0)") }
+        store.syncWorkTree()
+        let sink = watch(store) { $0.quietPeriod = 0.1 }
+        let now = Timestamp.now().rfc3339
+        let hand = #"{"chat_id": "\#(first.chatID)", "created_at": "\#(now)", "id": "handsess", "last_activity_at": "\#(now)", "updated_at": "\#(now)", "user_id": "alice"}"#
+        let file = store.path + "/" + Layout.session("handsess")
+        try FileManager.default.createDirectory(atPath: (file as NSString).deletingLastPathComponent, withIntermediateDirectories: true)
+        try Data(hand.utf8).write(to: URL(fileURLWithPath: file))
+        XCTAssertTrue(sink.wait { $0.contains { $0.id == "handsess" && $0.kind == .created } }, "\(sink.all)")
+        XCTAssertEqual(try store.listSessions(userID: "alice", status: .active).map(\.id), ["handsess"])
+        XCTAssertEqual(try store.session("handsess").name, "Session 2")
+        XCTAssertEqual(try store.session(first.id).status, .completed)
+
+        let hopFile = store.path + "/" + Layout.hop(mission.id, hops[2].id)
+        let text = try String(contentsOfFile: hopFile, encoding: .utf8)
+        try text.replacingOccurrences(of: "\"sequence_order\": 3", with: "\"sequence_order\": 1").write(toFile: hopFile, atomically: true, encoding: .utf8)
+        XCTAssertTrue(sink.wait { _ in (try? store.listHops(missionID: mission.id).first?.id) == hops[2].id }, "\(sink.all)")
+        let after = try store.listHops(missionID: mission.id)
+        XCTAssertEqual(after.map(\.id), [hops[2].id, hops[0].id, hops[1].id])
+        XCTAssertEqual(after.map(\.sequenceOrder), [1, 2, 3])
+        XCTAssertGreaterThan(after[1].updatedAt, hops[0].updatedAt, "a hop it moved is touched")
+        XCTAssertTrue(try store.verify().ok)
+    }
+
     func testABadCursorIsAClearError() throws {
         let store = try makeStore(self)
         let sink = EventSink(store.watch(since: "no-such-commit"))

@@ -262,10 +262,28 @@ final class WorkTreeEdits {
                 had.removeValue(forKey: "updated_at"); will.removeValue(forKey: "updated_at")
                 if had == will { return }
             }
+            // A session made by hand is created as `session create` does: a name when it has
+            // none, and the user's other active sessions completed when it is active.
+            var completed = 0
+            if type == .session, current == nil, case .object(var o) = value, case .string(let user)? = o["user_id"] {
+                let theirs = try self.store.sessionIndex.sessions(tx) { $0.userID == user }
+                if o["name"] == nil || o["name"] == .null { o["name"] = .string("Session \(theirs.count + 1)") }
+                if o["status"] == nil || o["status"] == .string(SessionStatus.active.rawValue) {
+                    for var other in theirs where other.status == .active && other.id != loc.id {
+                        other.status = .completed
+                        other.updatedAt = tx.now
+                        try tx.put(other, at: Layout.session(other.id))
+                        completed += 1
+                    }
+                }
+                value = .object(o)
+            }
             let stored = try Store.putValidated(value, at: path, kind: type, tx)
+            try Self.placeReordered(loc, value, before: current, tx)
             try Self.renumber(after: loc, tx)
             tx.origin = .workdir
             tx.message = Self.message(type, loc.id ?? "", old: current, new: stored)
+                + (completed > 0 ? "\n\n\(completed) other active session(s) of the user completed" : "")
         }
         showCommitted(path, ifStill: bytes)
     }
@@ -334,6 +352,26 @@ final class WorkTreeEdits {
             try store.removeDocument(at: path, tx)
             tx.origin = .workdir
             tx.message = "\(loc.kind?.rawValue ?? "document") \(short(loc.id ?? "")): deleted by hand\(folder != nil ? " with its folder" : "")\n\nChatsync-Origin: workdir"
+        }
+    }
+
+    /// A hop or tool step whose `sequence_order` was changed by hand goes to that place (first
+    /// among equal numbers), and those it moves get a new `updated_at`, as `reorder` does.
+    private static func placeReordered(_ loc: Layout.Location, _ value: JSONValue, before current: Data?, _ tx: Transaction) throws {
+        guard case .int(let wanted)? = value["sequence_order"],
+              case .object(let old)? = current?.withUnsafeBytes({ FastJSON.parse($0) }), old["sequence_order"] != .int(wanted) else { return }
+        func place<D: Document & Sequenced>(_ docs: [D], _ id: String?) -> [D] {
+            var rest = docs.filter { $0.id != id }
+            guard let moved = docs.first(where: { $0.id == id }) else { return docs }
+            rest.insert(moved, at: min(max(Int(wanted) - 1, 0), rest.count))
+            return rest
+        }
+        switch loc {
+        case .hop(let missionID, let id):
+            try Store.renumber(place(try tx.hops(of: missionID), id), tx) { Layout.hop(missionID, $0.id) }
+        case .toolStep(let missionID, let hopID, let id):
+            try Store.renumber(place(try tx.steps(of: missionID, hopID), id), tx) { Layout.step(missionID, hopID, $0.id) }
+        default: break
         }
     }
 
