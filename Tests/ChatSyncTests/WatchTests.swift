@@ -341,6 +341,8 @@ final class WatchTests: XCTestCase {
         XCTAssertTrue(whole.wait { $0.contains { $0.id == after.id } })
         XCTAssertEqual(whole.all.first?.commit, all.first { $0.commit != commit }?.commit)
         XCTAssertThrowsError(try store.watchCursor("\(commit):x"))
+        XCTAssertThrowsError(try store.watchCursor("\(commit):01"))
+        XCTAssertThrowsError(try store.watchCursor("\(commit):0"))
     }
 
     /// The branch moved back by plain git (`git reset`): the documents that differ are reported

@@ -35,7 +35,8 @@ extension Store {
         let rule = "must name a commit of the branch's history (a watch event's \"commit\"), or one of its changes (an event's \"cursor\", COMMIT:N), got \"\(since.prefix(80))\""
         var revision = since
         var after: Int?
-        if let colon = since.lastIndex(of: ":"), let n = Int(since[since.index(after: colon)...]), n >= 1 {
+        if let colon = since.lastIndex(of: ":"), let n = Int(since[since.index(after: colon)...]), n >= 1,
+           String(n) == since[since.index(after: colon)...] {
             revision = String(since[..<colon])
             after = n
         }
