@@ -116,9 +116,7 @@ extension Store {
         return try perform { tx in
             let old = try tx.require(UserSession.self, at: Layout.session(id), id: id)
             var s = try Patch.apply(patch, to: old, immutable: ["id", "user_id", "created_at", "updated_at", "last_activity_at"], limits: tx.limits)
-            if s.status != old.status, !Self.transitions.contains([old.status, s.status]) {
-                throw ChatSyncError.conflict("cannot change session \(id) from \(old.status.rawValue) to \(s.status.rawValue): a session goes from active to completed, abandoned or archived, and from completed or abandoned to archived")
-            }
+            try Self.checkTransition(id, from: old.status, to: s.status)
             if s.chatID != old.chatID { _ = try tx.require(Chat.self, at: Layout.chat(s.chatID), id: s.chatID) }
             if let m = s.missionID, m != old.missionID { _ = try tx.require(Mission.self, at: Layout.mission(m), id: m) }
             if s == old { return old }
@@ -127,6 +125,12 @@ extension Store {
             tx.message = "session \(short(id)): update " + patch.keys.sorted().joined(separator: ", ")
             return s
         }
+    }
+
+    /// Refuses a status change the lifecycle does not make (an update, a resolution, a hand edit).
+    static func checkTransition(_ id: String, from: SessionStatus, to: SessionStatus) throws {
+        guard from != to, !transitions.contains([from, to]) else { return }
+        throw ChatSyncError.conflict("cannot change session \(id) from \(from.rawValue) to \(to.rawValue): a session goes from active to completed, abandoned or archived, and from completed or abandoned to archived")
     }
 
     /// The status changes a session may make (the lifecycle verbs' and an update's).

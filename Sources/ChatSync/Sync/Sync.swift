@@ -497,7 +497,8 @@ extension Store {
         }
     }
 
-    /// What a document written by a resolution must still hold, beyond its own rules: the id
+    /// What a document written outside the commands (a resolution, a hand edit) must still hold,
+    /// beyond its own rules: the id
     /// and parent ids its path gives, the fields no update changes (against the document it
     /// replaces), and the session lifecycle.
     static func checkPlaced(_ value: JSONValue, at path: String, over current: Data?) throws {
@@ -518,9 +519,9 @@ extension Store {
         for field in ["user_id", "created_at"] where old[field] != nil && o[field] != old[field] {
             throw ChatSyncError.invalid(field: field, rule: "cannot be changed (it is \(old[field]!.compactText))")
         }
-        if case .session = loc, case .string(let was)? = old["status"], case .string(let now)? = o["status"], was != now,
-           let from = SessionStatus(rawValue: was), let to = SessionStatus(rawValue: now), !transitions.contains([from, to]) {
-            throw ChatSyncError.conflict("cannot change session \(loc.id ?? "") from \(was) to \(now): a session goes from active to completed, abandoned or archived, and from completed or abandoned to archived")
+        if case .session = loc, case .string(let was)? = old["status"], case .string(let now)? = o["status"],
+           let from = SessionStatus(rawValue: was), let to = SessionStatus(rawValue: now) {
+            try checkTransition(loc.id ?? "", from: from, to: to)
         }
     }
 

@@ -229,14 +229,8 @@ final class WorkTreeEdits {
             showCommitted(path, ifStill: bytes)
             return
         }
+        try Store.checkPlaced(.object(hand), at: path, over: base)
         if case .object(let old)? = baseValue {
-            for field in ["user_id", "created_at"] where old[field] != nil && hand[field] != old[field] {
-                throw ChatSyncError.invalid(field: field, rule: "cannot be changed (it is \(old[field]!.compactText))")
-            }
-            if type == .session, case .string(let was)? = old["status"], case .string(let now)? = hand["status"], was != now,
-               let from = SessionStatus(rawValue: was), let to = SessionStatus(rawValue: now), !Store.transitions.contains([from, to]) {
-                throw ChatSyncError.conflict("cannot change session \(loc.id ?? "") from \(was) to \(now): a session goes from active to completed, abandoned or archived, and from completed or abandoned to archived")
-            }
             // (A message's number alone is no edit: it is derived, and put back below.)
             let numberOnly = type == .message && TreeMerge.onlyRenumbered(baseValue, .object(hand))
             if hand["updated_at"] == old["updated_at"], !numberOnly {
