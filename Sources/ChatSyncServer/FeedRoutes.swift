@@ -103,7 +103,8 @@ struct FeedRoutes {
                         try await writer.write(ByteBuffer(string: ": chatsync change feed\n\n"))
                         for try await event in events {
                             var chunk = ""
-                            if let cursor = event.cursor { chunk += "id: \(cursor)\n" }
+                            // The cursor, or the commit for a one-step report (a reset, a switch of lines).
+                            if let id = event.cursor ?? event.commit { chunk += "id: \(id)\n" }
                             chunk += "data: \(event.jsonLine)\n\n"
                             try await writer.write(ByteBuffer(string: chunk))
                         }

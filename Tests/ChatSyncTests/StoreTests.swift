@@ -590,6 +590,7 @@ final class StoreTests: XCTestCase {
             XCTAssertNil(problem(good), good)
         }
         XCTAssertEqual(problem(#"{"a": 1, "b": 2, "a": 3}"#), "a")
+        XCTAssertEqual(problem("\u{FEFF}" + #"{"a": 1, "a": 3}"#), "a", "after a byte order mark too")
         XCTAssertEqual(problem(#"{"m": {"k": [0, {"\u006b": 1, "k": 2}]}}"#, field: "metadata"), "metadata.m.k.1.k")
         XCTAssertEqual(problem(#"{"n": [1, 9223372036854775808]}"#), "n.1")
         XCTAssertEqual(problem(#"-9223372036854775809"#, field: "value"), "value")

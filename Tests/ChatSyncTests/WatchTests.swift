@@ -416,6 +416,18 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(after.map(\.id), [hops[2].id, hops[0].id, hops[1].id])
         XCTAssertEqual(after.map(\.sequenceOrder), [1, 2, 3])
         XCTAssertGreaterThan(after[1].updatedAt, hops[0].updatedAt, "a hop it moved is touched")
+        // The mission's folder moved into a wrong shard: refused there, and the mission is not deleted.
+        store.syncWorkTree()
+        let before = try store.commitCount()
+        let folder = store.path + "/" + Layout.missionDir(mission.id)
+        let wrong = store.path + "/missions/zz/" + mission.id
+        try FileManager.default.createDirectory(atPath: store.path + "/missions/zz", withIntermediateDirectories: true)
+        XCTAssertEqual(rename(folder, wrong), 0)
+        XCTAssertTrue(sink.wait { $0.contains { $0.kind == .error && $0.path == Layout.mission(mission.id) } }, "\(sink.all)")
+        usleep(400_000)
+        XCTAssertEqual(try store.commitCount(), before)
+        XCTAssertNoThrow(try store.mission(mission.id))
+        XCTAssertEqual(rename(wrong, folder), 0)
         XCTAssertTrue(try store.verify().ok)
     }
 

@@ -21,7 +21,10 @@ public enum StrictJSON {
         let b: UnsafeRawBufferPointer
         var i = 0
 
-        mutating func run() -> (String, String)? { value(path: []) }
+        mutating func run() -> (String, String)? {
+            if b.count >= 3, b[0] == 0xEF, b[1] == 0xBB, b[2] == 0xBF { i = 3 }  // a byte order mark
+            return value(path: [])
+        }
 
         mutating func space() { while i < b.count, b[i] == 0x20 || b[i] == 0x0A || b[i] == 0x0D || b[i] == 0x09 { i += 1 } }
 

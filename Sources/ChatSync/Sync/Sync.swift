@@ -194,7 +194,10 @@ extension Store {
     /// "unsupported URL protocol".
     static func requireLocalRepository(_ url: String, what: String) throws {
         var path: String
-        if url.hasPrefix("file://") { path = String(url.dropFirst(7)) }
+        if url.hasPrefix("file://") {
+            guard let u = URL(string: url), u.host == nil || u.host == "" || u.host == "localhost" else { return }
+            path = u.path
+        }
         else if url.contains("://") { return }
         else if let colon = url.firstIndex(of: ":"), !url[..<colon].contains("/") { return }  // host:path (ssh)
         else { path = url }

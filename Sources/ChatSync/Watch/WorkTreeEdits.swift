@@ -103,8 +103,12 @@ final class WorkTreeEdits {
         // the others are chatsync's own checkouts, not edits. Each edit's base, the version it
         // started from, is what git's index says the file was last checked out as (the work
         // tree's sync leaves an edited file and its index entry alone while the branch moves
-        // on); when the index holds the edit itself (`git add`), the recorded tree's version.
+        // on); when the index holds the edit itself (`git add`), the recorded tree's version;
+        // none for a file the index does not hold (made by hand). A file and index entry that
+        // hold a version the branch had lately is a checkout left behind (the sync skips files it
+        // did not write last, such as one a hand edit's commit rewrote): shown as the branch's.
         let edited: [(path: String, bytes: Data?, base: Data?)]
+        var behind: [String] = []
         do {
             edited = try store.follower.whileHeld { recorded in
                 try store.read { snap in
@@ -117,26 +121,44 @@ final class WorkTreeEdits {
                         let shown = try recorded.map { try snap.repo.entry(in: $0, path: path).flatMap { try? snap.repo.readBlob($0.oid) } } ?? head
                         if recorded != nil && bytes == shown { continue }
                         var base = try indexed[path].map { try snap.repo.readBlob($0) }
-                        if base == nil || base == bytes { base = shown }
+                        if let bytes, base == bytes {
+                            if try Self.committedLately(path, bytes, snap) { behind.append(path); continue }
+                            base = shown
+                        }
                         out.append((path, bytes, base))
                     }
                     return out
                 }
             }
         } catch {
+            // Nothing was taken: the files are read again next time.
+            for p in ready where pending[p] == nil { pending[p] = now }
             return [errorEvent(nil, "\(error)")]
         }
+        for path in behind { showCommitted(path, ifStill: FileManager.default.contents(atPath: store.path + "/" + path) ?? Data()) }
         var events: [ChangeEvent] = []
-        func name(_ path: String) -> Substring { path.split(separator: "/").last ?? Substring(path) }
-        // Files written first; the names of those refused, so that a document moved where it
-        // cannot be taken (a wrong shard, another chat's folder) is not deleted from its place.
+        // The ids a path names (its folders' names, its file's name without .json).
+        func names(_ path: String) -> Set<Substring> {
+            Set(path.split(separator: "/").map { $0.hasSuffix(".json") ? $0.dropLast(5) : $0 })
+        }
+        // Files written first, parents before what they hold; the ids named by those refused, so
+        // that a document or folder moved where it cannot be taken (a wrong shard, another
+        // chat's folder) is not deleted from its place.
+        func level(_ path: String) -> Int {
+            switch Layout.locate(path) {
+            case .chat?, .mission?: return 0
+            case .hop?: return 1
+            case .message?, .toolStep?: return 2
+            default: return 3
+            }
+        }
         var refusedNames = Set<Substring>()
-        for edit in edited {
+        for edit in edited.sorted(by: { (level($0.path), $0.path) < (level($1.path), $1.path) }) {
             guard let bytes = edit.bytes else { continue }
             do {
                 try commitEdit(edit.path, bytes, base: edit.base)
             } catch {
-                refusedNames.insert(name(edit.path))
+                refusedNames.formUnion(names(edit.path))
                 events.append(errorEvent(edit.path, (error as? ChatSyncError)?.description ?? "\(error)"))
             }
         }
@@ -149,8 +171,11 @@ final class WorkTreeEdits {
                 if let (document, folder) = deletedContainer(of: edit.path) {
                     target = document
                     settledDirs.append(folder)
+                    if let id = Layout.locate(document)?.id, refusedNames.contains(Substring(id)) {
+                        throw ChatSyncError.invalid(field: folder, rule: "was moved where it cannot be taken (see the errors for its new place), so it is not deleted; move it back")
+                    }
                     try commitDeletion(document, folder: folder)
-                } else if refusedNames.contains(name(edit.path)) {
+                } else if let id = Layout.locate(edit.path)?.id, refusedNames.contains(Substring(id)) {
                     throw ChatSyncError.invalid(field: edit.path, rule: "was moved where it cannot be taken (see the error for its new place), so it is not deleted; move it back")
                 } else {
                     try commitDeletion(edit.path, folder: nil)
@@ -160,6 +185,17 @@ final class WorkTreeEdits {
             }
         }
         return events
+    }
+
+    /// Whether the branch held these bytes at `path` in one of its last 50 commits.
+    private static func committedLately(_ path: String, _ bytes: Data, _ snap: Snapshot) throws -> Bool {
+        guard let tip = snap.commit else { return false }
+        var seen = Set<OID>()
+        for commit in try snap.repo.walk(from: tip, limit: 50, firstParent: true) {
+            guard let oid = try snap.repo.entry(in: try snap.repo.commit(commit).tree, path: path)?.oid, seen.insert(oid).inserted else { continue }
+            if try snap.repo.readBlob(oid) == bytes { return true }
+        }
+        return false
     }
 
     private func errorEvent(_ path: String?, _ message: String) -> ChangeEvent {
@@ -251,6 +287,8 @@ final class WorkTreeEdits {
                 value = JSONMerge.merge(base: baseValue, a: handValue, b: currentValue, aWins: true, derived: rules.derived,
                                         latest: rules.latest, conflicts: &conflicts) ?? handValue
             }
+            // What may not change holds for what is stored too (the merge with the branch's version).
+            try Store.checkPlaced(value, at: path, over: current)
             // Taken already (another watch loop on this store committed the same edit): nothing to do.
             if let current, case .object(var had)? = current.withUnsafeBytes({ FastJSON.parse($0) }), case .object(var will) = value {
                 had.removeValue(forKey: "updated_at"); will.removeValue(forKey: "updated_at")
