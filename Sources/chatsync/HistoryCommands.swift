@@ -10,15 +10,10 @@ enum Colour {
     static func yellow(_ s: String) -> String { on ? "\u{1B}[33m\(s)\u{1B}[0m" : s }
 }
 
-/// The command that renders documents for git (`diff.chatsync.textconv`): this program, by
-/// name when it is the `chatsync` on PATH, else by absolute path.
+/// The command that renders documents for git (`diff.chatsync.textconv`): this program by its
+/// absolute path, so that plain git renders documents whatever its PATH holds.
 func textconvCommand() -> String {
     let me = (try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe")) ?? CommandLine.arguments[0]
-    for dir in (ProcessInfo.processInfo.environment["PATH"] ?? "").split(separator: ":") {
-        let candidate = "\(dir)/chatsync"
-        if let real = try? FileManager.default.destinationOfSymbolicLink(atPath: candidate), real == me { return "chatsync textconv" }
-        if candidate == me { return "chatsync textconv" }
-    }
     return "'\(me.replacingOccurrences(of: "'", with: "'\\''"))' textconv"
 }
 

@@ -246,8 +246,11 @@ final class CLITests: XCTestCase {
             .write(toFile: bad, atomically: true, encoding: .utf8)
         let misspelt = storeDir + "-misspelt.json"
         try #"{"chat": [{"id": "x"}]}"#.write(toFile: misspelt, atomically: true, encoding: .utf8)
+        let twice = storeDir + "-twice.json"
+        try #"{"chats": [], "chats": [{"id": "x"}]}"#.write(toFile: twice, atomically: true, encoding: .utf8)
+        addTeardownBlock { try? FileManager.default.removeItem(atPath: twice) }
         addTeardownBlock { try? FileManager.default.removeItem(atPath: bad); try? FileManager.default.removeItem(atPath: misspelt) }
-        for (file, field) in [(storeDir + "-missing.json", "samples-file"), (bad, "user_id"), (misspelt, "chat")] {
+        for (file, field) in [(storeDir + "-missing.json", "samples-file"), (bad, "user_id"), (misspelt, "chat"), (twice, "chats")] {
             let refused = try cli(["init", "--samples-file", file, "--json"])
             XCTAssertEqual(refused.status, 1)
             XCTAssertEqual(try JSONDecoder().decode(JSONValue.self, from: Data(refused.err.utf8))["error"]?["field"], .string(field), refused.err)

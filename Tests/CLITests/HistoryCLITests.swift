@@ -48,6 +48,9 @@ final class HistoryCLITests: XCTestCase {
         XCTAssertEqual(old["chat"]?["title"], .string("First"))
         XCTAssertEqual(try cli(["show", "chat", id, "--at", "HEAD~2"]).out.contains("title=\"First\""), true)
         XCTAssertEqual(try cli(["show", "chat", id, "--at", "nonsense~9"]).status, 1)
+        // git finds the renderer by its absolute path, whatever its PATH.
+        let textconv = try runTool("/usr/bin/git", ["-C", store, "config", "diff.chatsync.textconv"]).out
+        XCTAssertTrue(textconv.hasPrefix("'/"), textconv)
         // Before the chat existed: not found, and the error says at which revision.
         let first = try runTool("/usr/bin/git", ["-C", store, "rev-list", "--max-parents=0", "HEAD"]).out.trimmingCharacters(in: .whitespacesAndNewlines)
         let before = try runChatsync(["show", "chat", id, "--at", first], store: store)

@@ -41,6 +41,7 @@ extension Store {
         } catch {
             throw invalidInput(from: error, document: name)
         }
+        try StrictJSON.check(data)
         return try perform { tx in
             func put<D: Document>(_ d: D, _ path: String) throws {
                 guard try !tx.exists(path) else { throw ChatSyncError.conflict("\(D.kind.rawValue) \(d.id) already exists") }

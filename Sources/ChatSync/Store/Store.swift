@@ -127,8 +127,10 @@ public final class Store: @unchecked Sendable {
             guard create else {
                 throw ChatSyncError.badStore("\(absolute) is a git repository without commits, not a chatsync store yet; create it with `chatsync init`")
             }
-            // HEAD names the store's branch (plain `git init` may have named another).
+            // HEAD names the store's branch (plain `git init` may have named another), and no
+            // reflogs, as for a repository chatsync makes.
             try wrapGit { try repo.setHead(branchRef) }
+            try wrapGit { try repo.setConfigString("core.logAllRefUpdates", "false") }
         }
         let store = try Store(path: absolute, options: opts, gitDir: repo.gitDir)
         store.clearStaleLocks()

@@ -519,7 +519,11 @@ extension Store {
         default: break
         }
         guard case .object(let old)? = current?.withUnsafeBytes({ FastJSON.parse($0) }) else { return }
-        for field in ["user_id", "created_at"] where old[field] != nil && o[field] != old[field] {
+        func same(_ a: JSONValue?, _ b: JSONValue?) -> Bool {
+            if case .string(let x)? = a, case .string(let y)? = b, let tx = Timestamp(rfc3339: x), let ty = Timestamp(rfc3339: y) { return tx == ty }
+            return a == b
+        }
+        for field in ["user_id", "created_at"] where old[field] != nil && !same(o[field], old[field]) {
             throw ChatSyncError.invalid(field: field, rule: "cannot be changed (it is \(old[field]!.compactText))")
         }
         if case .session = loc, case .string(let was)? = old["status"], case .string(let now)? = o["status"],

@@ -411,8 +411,10 @@ final class WorkTreeEdits {
     static func renumber(after loc: Layout.Location?, _ tx: Transaction) throws {
         switch loc {
         case .message(let chatID, _)?: _ = try TreeMerge.renumberMessages(chatID, tx)
-        case .hop(let missionID, _)?: _ = try TreeMerge.renumberOrdered(try tx.names(in: Layout.hopsDir(missionID)).map { Layout.hop(missionID, $0) }, tx)
-        case .toolStep(let missionID, let hopID, _)?: _ = try TreeMerge.renumberOrdered(try tx.files(under: Layout.stepsDir(missionID, hopID)), tx)
+        // As a reorder does: 1…N by (number, created_at, id), each hop or step moved touched.
+        case .hop(let missionID, _)?: try Store.renumber(try tx.hops(of: missionID), tx) { Layout.hop(missionID, $0.id) }
+        case .toolStep(let missionID, let hopID, _)?:
+            try Store.renumber(try tx.steps(of: missionID, hopID), tx) { Layout.step(missionID, hopID, $0.id) }
         default: break
         }
     }
