@@ -342,6 +342,7 @@ final class WatchTests: XCTestCase {
         XCTAssertEqual(whole.all.first?.commit, all.first { $0.commit != commit }?.commit)
         XCTAssertThrowsError(try store.watchCursor("\(commit):x"))
         XCTAssertThrowsError(try store.watchCursor("\(commit):01"))
+        XCTAssertThrowsError(try store.watchCursor("\(commit):4"), "the commit has three changes")
         XCTAssertThrowsError(try store.watchCursor("\(commit):0"))
     }
 

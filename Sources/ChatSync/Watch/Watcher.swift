@@ -44,6 +44,15 @@ extension Store {
         guard let tip = try wrapGit({ try repo.referenceTarget(branchRef) }), (try? repo.mergeBase(c, tip)) == c else {
             throw ChatSyncError.invalid(field: "since", rule: rule)
         }
+        if let after {
+            // The commit's changes, counted as its events are (documents only).
+            let info = try wrapGit { try repo.commit(c) }
+            let parentTree = try wrapGit { try info.parents.first.map { try repo.commit($0).tree } }
+            let count = try wrapGit { try repo.diff(from: parentTree, to: info.tree) }.filter { Layout.locate($0.path)?.kind != nil }.count
+            guard after <= count else {
+                throw ChatSyncError.invalid(field: "since", rule: "commit \(c.short) has \(count) change(s), so there is no change \(after) to resume after")
+            }
+        }
         return (c, after)
     }
 
