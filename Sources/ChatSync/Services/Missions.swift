@@ -177,6 +177,19 @@ extension Store {
         }
     }
 
+    /// Keeps numbers whole after a document was written or removed outside the commands (a hand
+    /// edit, a resolution): a chat's messages, a mission's hops, a hop's steps.
+    static func renumber(after loc: Layout.Location?, _ tx: Transaction) throws {
+        switch loc {
+        case .message(let chatID, _)?: _ = try TreeMerge.renumberMessages(chatID, tx)
+        // As a reorder does: 1…N by (number, created_at, id), each hop or step moved touched.
+        case .hop(let missionID, _)?: try renumber(try tx.hops(of: missionID), tx) { Layout.hop(missionID, $0.id) }
+        case .toolStep(let missionID, let hopID, _)?:
+            try renumber(try tx.steps(of: missionID, hopID), tx) { Layout.step(missionID, hopID, $0.id) }
+        default: break
+        }
+    }
+
     /// Writes `sequence_order` = 1…N for documents in the given order (only those that change, and the new one).
     static func renumber<D: Document & Sequenced>(_ docs: [D], _ tx: Transaction, path: (D) -> String) throws {
         for (i, var d) in docs.enumerated() {

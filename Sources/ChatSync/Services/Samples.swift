@@ -10,13 +10,13 @@ public struct DocumentBundle: Codable, Sendable {
     public var assets: [Asset] = []
     public var sessions: [UserSession] = []
 
-    enum CodingKeys: String, CodingKey {
+    enum CodingKeys: String, CodingKey, CaseIterable {
         case chats, messages, missions, hops, toolSteps = "tool_steps", assets, sessions
     }
 
     public init(from decoder: Decoder) throws {
         // A misspelt list ("chat") would load nothing and still succeed.
-        try rejectUnknownKeys(decoder, ["chats", "messages", "missions", "hops", "tool_steps", "assets", "sessions"])
+        try rejectUnknownKeys(decoder, CodingKeys.allCases.map(\.stringValue))
         let c = try decoder.container(keyedBy: CodingKeys.self)
         chats = try c.decodeIfPresent([Chat].self, forKey: .chats) ?? []
         messages = try c.decodeIfPresent([ChatMessage].self, forKey: .messages) ?? []

@@ -37,13 +37,7 @@ extension Store {
                 chat = try tx.exists(Layout.chat(derived)) ? newID() : derived
                 try Self.insertChat(Chat(id: chat, userID: userID, title: sessionName, createdAt: tx.now, updatedAt: tx.now), tx)
             }
-            var completed: [String] = []
-            for var other in mine where other.status == .active {
-                other.status = .completed
-                other.updatedAt = tx.now
-                try tx.put(other, at: Layout.session(other.id))
-                completed.append(other.id)
-            }
+            let completed = try Self.completeActive(mine, except: id, tx)
             let session = UserSession(id: id, userID: userID, name: sessionName, chatID: chat, missionID: missionID,
                                       sessionMetadata: metadata, createdAt: tx.now, updatedAt: tx.now, lastActivityAt: tx.now)
             try tx.put(session, at: Layout.session(id))
@@ -74,6 +68,19 @@ extension Store {
                 try tx.put(other, at: Layout.session(other.id))
                 completed.append(other.id)
             }
+        }
+        return completed
+    }
+
+    /// Completes the active sessions among `sessions` (a user's), but `id`: what creating a
+    /// session does to the user's others. Returns the ids completed.
+    static func completeActive(_ sessions: [UserSession], except id: String, _ tx: Transaction) throws -> [String] {
+        var completed: [String] = []
+        for var other in sessions where other.status == .active && other.id != id {
+            other.status = .completed
+            other.updatedAt = tx.now
+            try tx.put(other, at: Layout.session(other.id))
+            completed.append(other.id)
         }
         return completed
     }

@@ -473,7 +473,7 @@ extension Store {
             if removing { try removeDocument(at: record.path, tx); return }
             try Self.checkPlaced(value!, at: record.path, over: try tx.data(at: record.path))
             try Self.putValidated(value!, at: record.path, kind: record.documentType, tx)
-            try WorkTreeEdits.renumber(after: Layout.locate(record.path), tx)
+            try Self.renumber(after: Layout.locate(record.path), tx)
             return
         }
         guard let data = try tx.data(at: record.path), case .object(var doc)? = data.withUnsafeBytes({ FastJSON.parse($0) }) else {
@@ -494,7 +494,7 @@ extension Store {
         if case .string? = doc["updated_at"] { doc["updated_at"] = .string(tx.now.rfc3339) }
         try Self.checkPlaced(.object(doc), at: record.path, over: data)
         let stored = try Self.putValidated(.object(doc), at: record.path, kind: record.documentType, tx)
-        try WorkTreeEdits.renumber(after: Layout.locate(record.path), tx)
+        try Self.renumber(after: Layout.locate(record.path), tx)
         if removing, keys.count == 1 {
             try Patch.refuseRemovedFields([keys[0]], written: stored, kind: record.documentType, field: "value")
         }

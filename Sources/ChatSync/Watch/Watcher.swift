@@ -45,10 +45,10 @@ extension Store {
             throw ChatSyncError.invalid(field: "since", rule: rule)
         }
         if let after {
-            // The commit's changes, counted as its events are (documents only).
+            // The commit's changes, counted as its events are.
             let info = try wrapGit { try repo.commit(c) }
             let parentTree = try wrapGit { try info.parents.first.map { try repo.commit($0).tree } }
-            let count = try wrapGit { try repo.diff(from: parentTree, to: info.tree) }.filter { Layout.locate($0.path)?.kind != nil }.count
+            let count = try Watcher.changeEvents(from: parentTree, to: info.tree, commit: c, origin: .external, time: .now(), repo).count
             guard after <= count else {
                 throw ChatSyncError.invalid(field: "since", rule: "commit \(c.short) has \(count) change(s), so there is no change \(after) to resume after")
             }
@@ -173,13 +173,8 @@ final class Watcher: @unchecked Sendable {
             // Moved back: by something else than chatsync; moved on: as the tip's commit says.
             let origin = commits.isEmpty ? .external : store.origins.origin(of: tip) ?? Self.origin(fromMessage: info.message)
             let time = Timestamp(milliseconds: info.committer.time * 1000)
-            for change in try wrapGit({ try repo.diff(from: before, to: info.tree) }) {
-                guard let loc = Layout.locate(change.path), let type = loc.kind else { continue }
-                let kind: ChangeKind = change.status == .added ? .created : (change.status == .deleted ? .deleted : .updated)
-                var chatID: String?
-                if case .message(let c, _) = loc { chatID = c }
-                continuation.yield(ChangeEvent(commit: tip.hex, kind: kind, type: type, id: loc.id, chatID: chatID,
-                                               origin: origin, time: time, path: change.path))
+            for event in try Self.changeEvents(from: before, to: info.tree, commit: tip, origin: origin, time: time, repo) {
+                continuation.yield(event)
             }
             return
         }
@@ -194,19 +189,25 @@ final class Watcher: @unchecked Sendable {
         let parentTree = try wrapGit { try info.parents.first.map { try repo.commit($0).tree } }
         let origin = store.origins.origin(of: commit) ?? Self.origin(fromMessage: info.message)
         let time = Timestamp(milliseconds: info.committer.time * 1000)
-        let events = try wrapGit { try repo.diff(from: parentTree, to: info.tree) }.compactMap { change -> ChangeEvent? in
+        // Each change's place in its commit (the diff's order, the same on every read), to resume after it.
+        return try Self.changeEvents(from: parentTree, to: info.tree, commit: commit, origin: origin, time: time, repo)
+            .enumerated().map { i, e in
+                var e = e
+                e.cursor = "\(commit.hex):\(i + 1)"
+                return e
+            }
+    }
+
+    /// The documents that differ between two trees, as events of `commit` (without cursors).
+    static func changeEvents(from old: OID?, to new: OID, commit: OID, origin: ChangeOrigin, time: Timestamp,
+                             _ repo: Repository) throws -> [ChangeEvent] {
+        try wrapGit { try repo.diff(from: old, to: new) }.compactMap { change in
             guard let loc = Layout.locate(change.path), let type = loc.kind else { return nil }
             let kind: ChangeKind = change.status == .added ? .created : (change.status == .deleted ? .deleted : .updated)
             var chatID: String?
             if case .message(let c, _) = loc { chatID = c }
             return ChangeEvent(commit: commit.hex, kind: kind, type: type, id: loc.id, chatID: chatID, origin: origin,
                                time: time, path: change.path)
-        }
-        // Each change's place in its commit (the diff's order, the same on every read), to resume after it.
-        return events.enumerated().map { i, e in
-            var e = e
-            e.cursor = "\(commit.hex):\(i + 1)"
-            return e
         }
     }
 

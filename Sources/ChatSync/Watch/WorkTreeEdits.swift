@@ -301,18 +301,13 @@ final class WorkTreeEdits {
                 let theirs = try self.store.sessionIndex.sessions(tx) { $0.userID == user }
                 if o["name"] == nil || o["name"] == .null { o["name"] = .string("Session \(theirs.count + 1)") }
                 if o["status"] == nil || o["status"] == .string(SessionStatus.active.rawValue) {
-                    for var other in theirs where other.status == .active && other.id != loc.id {
-                        other.status = .completed
-                        other.updatedAt = tx.now
-                        try tx.put(other, at: Layout.session(other.id))
-                        completed += 1
-                    }
+                    completed = try Store.completeActive(theirs, except: loc.id ?? "", tx).count
                 }
                 value = .object(o)
             }
             let stored = try Store.putValidated(value, at: path, kind: type, tx)
             try Self.placeReordered(loc, value, before: current, tx)
-            try Self.renumber(after: loc, tx)
+            try Store.renumber(after: loc, tx)
             tx.origin = .workdir
             tx.message = Self.message(type, loc.id ?? "", old: current, new: stored)
                 + (completed > 0 ? "\n\n\(completed) other active session(s) of the user completed" : "")
@@ -407,17 +402,6 @@ final class WorkTreeEdits {
         }
     }
 
-    /// Keeps numbers whole after a hand edit: a chat's messages, a mission's hops, a hop's steps.
-    static func renumber(after loc: Layout.Location?, _ tx: Transaction) throws {
-        switch loc {
-        case .message(let chatID, _)?: _ = try TreeMerge.renumberMessages(chatID, tx)
-        // As a reorder does: 1…N by (number, created_at, id), each hop or step moved touched.
-        case .hop(let missionID, _)?: try Store.renumber(try tx.hops(of: missionID), tx) { Layout.hop(missionID, $0.id) }
-        case .toolStep(let missionID, let hopID, _)?:
-            try Store.renumber(try tx.steps(of: missionID, hopID), tx) { Layout.step(missionID, hopID, $0.id) }
-        default: break
-        }
-    }
 
     private static func message(_ type: DocumentKind, _ id: String, old: Data?, new: Data) -> String {
         guard let old, case .object(let o)? = old.withUnsafeBytes({ FastJSON.parse($0) }),
